@@ -1,0 +1,1 @@
+"""Actions: turn match verdicts into actions under each bank policy (→ eraser.actions)."""

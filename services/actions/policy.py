@@ -1,0 +1,63 @@
+"""Bank policy: what to do about a match verdict, entry by entry.
+
+For each matched entry the strongest signal counts: an exact digest (SHA-256, MD5) beats PDQ, and
+among PDQ matches the smallest distance wins. Exact matches and PDQ matches at or under the bank's
+auto threshold get the bank's action; weaker PDQ matches go to human review.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from services.shared.config import BankPolicy, PolicySettings
+from services.shared.schemas import ActionDecided, Match, VerdictIssued
+
+_EXACT = ("sha256", "md5")
+
+
+def decide(
+    verdict: VerdictIssued, policies: PolicySettings, decided_at: datetime
+) -> list[ActionDecided]:
+    """The actions a match verdict calls for: one per matched entry, in entry order."""
+    return [
+        _action(verdict, match, policies.for_bank(match.bank), decided_at)
+        for match in strongest_per_entry(verdict.matches)
+    ]
+
+
+def strongest_per_entry(matches: list[Match]) -> list[Match]:
+    """The strongest match of each entry."""
+    best: dict[tuple[str, str], Match] = {}
+    for match in matches:
+        key = (match.bank, match.entry_id)
+        if key not in best or _strength(match) > _strength(best[key]):
+            best[key] = match
+    return [best[key] for key in sorted(best)]
+
+
+def _strength(match: Match) -> tuple[bool, int]:
+    return match.signal in _EXACT, -match.distance
+
+
+def _action(
+    verdict: VerdictIssued, match: Match, policy: BankPolicy, decided_at: datetime
+) -> ActionDecided:
+    if match.signal in _EXACT:
+        action, reason = policy.action, f"{match.signal} equal to the registered file"
+    elif match.distance <= policy.auto_threshold:
+        action = policy.action
+        reason = f"pdq distance {match.distance} <= auto threshold {policy.auto_threshold}"
+    else:
+        action = "review"
+        reason = f"pdq distance {match.distance} > auto threshold {policy.auto_threshold}"
+    return ActionDecided(
+        action=action,
+        content_id=verdict.content_id,
+        upload_id=verdict.upload_id,
+        bank=match.bank,
+        entry_id=match.entry_id,
+        signal=match.signal,
+        distance=match.distance,
+        reason=reason,
+        decided_at=decided_at,
+    )

@@ -1,0 +1,195 @@
+"""The ``eraser`` command: run the pipeline, run one service, register, withdraw, demo, schemas."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from services.shared import logging as eraser_logging
+from services.shared.errors import PoisonError
+
+SCHEMA_DIR = Path("docs/schemas")
+_BANK = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the command line and run the sub-command; the exit code."""
+    args = _parser().parse_args(argv)
+    command: Callable[[argparse.Namespace], int] = args.command
+    return command(args)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="eraser", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run",
+        help="run ingest, matcher and actions (embedded broker if "
+        "KAFKA_BOOTSTRAP_SERVERS is unset)",
+    )
+    run.set_defaults(command=_run)
+    for service in ("ingest", "matcher", "actions"):
+        one = commands.add_parser(service, help=f"run the {service} service alone")
+        one.set_defaults(command=_service(service))
+
+    register = commands.add_parser("register", help="hash images and publish their registrations")
+    register.add_argument("--bank", required=True, help="bank to register into")
+    register.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="label to attach (repeatable)",
+    )
+    register.add_argument(
+        "paths", nargs="+", type=Path, metavar="PATH", help="image files or folders"
+    )
+    register.set_defaults(command=_register)
+
+    withdraw = commands.add_parser("withdraw", help="withdraw registered entries")
+    withdraw.add_argument("entry_ids", nargs="+", metavar="ENTRY_ID")
+    withdraw.set_defaults(command=_withdraw)
+
+    demo = commands.add_parser(
+        "demo", help="run the pipeline on real photos and print the verdicts"
+    )
+    demo.set_defaults(command=_demo)
+
+    schemas = commands.add_parser("schemas", help="write the JSON Schema of the public events")
+    schemas.add_argument("--out", type=Path, default=SCHEMA_DIR)
+    schemas.add_argument("--check", action="store_true", help="fail if the files are out of date")
+    schemas.set_defaults(command=_schemas)
+    return parser
+
+
+def _service(name: str) -> Callable[[argparse.Namespace], int]:
+    def run_one(args: argparse.Namespace) -> int:
+        module = __import__(f"services.{name}.__main__", fromlist=["main"])
+        return int(module.main())
+
+    return run_one
+
+
+def _run(args: argparse.Namespace) -> int:
+    from services.pipeline import Pipeline
+    from services.shared.broker import EmbeddedBroker
+    from services.shared.config import KafkaSettings, TopicSettings
+    from services.shared.service import stop_on_signals
+    from services.shared.topics import ensure_topics
+
+    eraser_logging.configure("run")
+    stop = stop_on_signals()
+    env: dict[str, str] = {}
+    broker = None
+    if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        broker = EmbeddedBroker().start()
+        env = {
+            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+            "KAFKA_MAX_POLL_INTERVAL_MS": os.environ.get("KAFKA_MAX_POLL_INTERVAL_MS", "3000"),
+        }
+        print(
+            f"embedded Kafka-compatible broker (Tansu, in memory) at {broker.bootstrap_servers}; "
+            f"export KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap_servers} to talk to it",
+            file=sys.stderr,
+            flush=True,
+        )
+    try:
+        bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS") or os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+        ensure_topics(KafkaSettings(bootstrap_servers=bootstrap), TopicSettings())
+        pipeline = Pipeline(env).start()
+        while not stop.wait(0.5):
+            if pipeline.exited():
+                print(f"service exited: {pipeline.exited()}; stopping", file=sys.stderr)
+                break
+        codes = pipeline.stop()
+    finally:
+        if broker is not None:
+            broker.stop()
+    return 0 if stop.is_set() and not any(codes.values()) else 1
+
+
+def _register(args: argparse.Namespace) -> int:
+    from services.registrar import RegistryPublisher, hash_file, image_paths
+    from services.shared.config import KafkaSettings, PolicySettings, TopicSettings
+
+    if not _BANK.match(args.bank):
+        print(
+            "--bank must be lower-case letters, digits, '_', '.' or '-' (at most 64)",
+            file=sys.stderr,
+        )
+        return 2
+    labels = dict(label.split("=", 1) for label in args.label if "=" in label)
+    floor = PolicySettings().for_bank(args.bank).quality_floor
+    registered, failed = [], 0
+    for path in image_paths(args.paths):
+        try:
+            hashed = hash_file(path.read_bytes(), args.bank, floor, labels)
+        except (OSError, PoisonError) as error:
+            reason = error.reason if isinstance(error, PoisonError) else type(error).__name__
+            print(f"error\t{path}\t{reason}", file=sys.stderr)
+            failed += 1
+            continue
+        if hashed.warning:
+            print(f"warning\t{path}\t{hashed.warning}", file=sys.stderr)
+        registered.append((path, hashed.registration))
+    publisher = RegistryPublisher(KafkaSettings(), TopicSettings().registry)
+    publisher.register(registration for _, registration in registered)
+    publisher.close()
+    for path, registration in registered:
+        print(f"{registration.entry_id}\t{path}")
+    return 1 if failed or not registered else 0
+
+
+def _withdraw(args: argparse.Namespace) -> int:
+    from services.registrar import RegistryPublisher
+    from services.shared.config import KafkaSettings, TopicSettings
+
+    publisher = RegistryPublisher(KafkaSettings(), TopicSettings().registry)
+    publisher.withdraw(args.entry_ids)
+    publisher.close()
+    for entry_id in args.entry_ids:
+        print(f"withdrawn\t{entry_id}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from services.demo import run_demo
+
+    return run_demo()
+
+
+def _schemas(args: argparse.Namespace) -> int:
+    from services.shared.schemas import PUBLIC_EVENTS, CloudEvent
+
+    stale = []
+    args.out.mkdir(parents=True, exist_ok=True)
+    for model in PUBLIC_EVENTS:
+        schema = CloudEvent[model].model_json_schema()  # type: ignore[valid-type]
+        schema["properties"]["type"]["const"] = model.TYPE
+        schema = {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$id": f"urn:eraser:schema:{model.TYPE}",
+            **schema,
+            "title": model.TYPE,
+        }
+        text = json.dumps(schema, indent=2, sort_keys=True) + "\n"
+        path = args.out / f"{model.TYPE}.json"
+        if args.check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(str(path))
+        else:
+            path.write_text(text)
+    if stale:
+        print("out of date (run `eraser schemas`): " + ", ".join(stale), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,237 @@
+"""``eraser demo``: the whole pipeline on the embedded broker, with real photographs.
+
+Three photographs bundled with scikit-image stand in for a child's protected photos. They are
+registered (hashes only), then uploads arrive: exact copies, re-encoded, resized, mirrored and
+rotated copies, unrelated photographs and a file that is not an image. The demo prints each
+upload's verdict and the actions the removal services would receive.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+from services.pipeline import Pipeline
+from services.registrar import RegistryPublisher, hash_file
+from services.shared.broker import EmbeddedBroker
+from services.shared.config import KafkaSettings, TopicSettings
+from services.shared.schemas import ActionDecided, Match, UploadReceived, VerdictIssued
+from services.shared.topics import ensure_topics
+from services.streams import EventReader, UploadPublisher
+
+PROTECTED = ("astronaut.png", "coffee.png", "chelsea.png")
+UNRELATED = (
+    "rocket.jpg",
+    "camera.png",
+    "coins.png",
+    "moon.png",
+    "hubble_deep_field.jpg",
+    "retina.jpg",
+)
+
+
+@dataclass(frozen=True)
+class DemoUpload:
+    """One upload of the scenario and the protected photo it copies (None: unrelated or broken)."""
+
+    content_id: str
+    description: str
+    data: bytes
+    copies: str | None
+
+
+def photo(name: str) -> bytes:
+    """The bytes of a photograph bundled with scikit-image (no download)."""
+    try:
+        import skimage
+    except ImportError as missing:
+        raise SystemExit(
+            "the demo photos come from scikit-image: pip install 'eraser[demo]'"
+        ) from missing
+    return (Path(skimage.__file__).parent / "data" / name).read_bytes()
+
+
+def _encode(image: Image.Image, fmt: str, **options: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+EDITS: dict[str, Callable[[Image.Image, bytes], bytes]] = {
+    "exact copy": lambda image, data: data,
+    "JPEG quality 50": lambda image, data: _encode(image, "JPEG", quality=50),
+    "resized to 50%": lambda image, data: _encode(
+        image.resize((image.width // 2, image.height // 2), Image.Resampling.LANCZOS),
+        "JPEG",
+        quality=90,
+    ),
+    "mirrored": lambda image, data: _encode(ImageOps.mirror(image), "JPEG", quality=90),
+    "rotated 90°": lambda image, data: _encode(image.rotate(90, expand=True), "PNG"),
+    "PNG re-encode": lambda image, data: _encode(image, "PNG", optimize=True),
+}
+
+
+def scenario() -> list[DemoUpload]:
+    """Every upload of the demo: two edits of each protected photo, unrelated photos, junk."""
+    uploads = []
+    edit_names = list(EDITS)
+    for index, name in enumerate(PROTECTED):
+        data = photo(name)
+        image = Image.open(io.BytesIO(data)).convert("RGB")
+        for edit in (edit_names[index], edit_names[index + 3]):
+            uploads.append(
+                DemoUpload(
+                    f"post-{len(uploads) + 1:02d}",
+                    f"{name}: {edit}",
+                    EDITS[edit](image, data),
+                    name,
+                )
+            )
+    for name in UNRELATED:
+        uploads.append(
+            DemoUpload(
+                f"post-{len(uploads) + 1:02d}", f"{name}: unrelated photo", photo(name), None
+            )
+        )
+    uploads.append(
+        DemoUpload(
+            f"post-{len(uploads) + 1:02d}", "random bytes named .jpg", uuid.uuid4().bytes * 64, None
+        )
+    )
+    return uploads
+
+
+def upload_event(upload: DemoUpload, media_root: Path, inline: bool) -> UploadReceived:
+    """The upload event: media inline, or written under the media root and sent by file:// URL."""
+    if inline:
+        return UploadReceived(
+            content_id=upload.content_id,
+            media_b64=base64.b64encode(upload.data).decode(),
+            platform="demo",
+        )
+    path = media_root / f"{upload.content_id}.bin"
+    path.write_bytes(upload.data)
+    return UploadReceived(content_id=upload.content_id, media_url=path.as_uri(), platform="demo")
+
+
+def run_demo(out: Callable[[str], None] = print) -> int:
+    """Run the demo end to end and print its table; the exit code."""
+    with tempfile.TemporaryDirectory(prefix="eraser-demo-") as folder, EmbeddedBroker() as broker:
+        root = Path(folder)
+        out(f"embedded Kafka-compatible broker (Tansu) at {broker.bootstrap_servers}")
+        kafka = KafkaSettings(bootstrap_servers=broker.bootstrap_servers)
+        topics = TopicSettings()
+        ensure_topics(kafka, topics)
+        env = {
+            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+            "KAFKA_MAX_POLL_INTERVAL_MS": "3000",
+            "ERASER_MEDIA_ROOT": folder,
+            "ERASER_INGEST_HTTP_PORT": "0",
+            "ERASER_MATCHER_HTTP_PORT": "0",
+            "ERASER_ACTIONS_HTTP_PORT": "0",
+        }
+        with Pipeline(env, log_dir=root):
+            entries = _register(kafka, topics, out)
+            uploads = scenario()
+            reader = EventReader(kafka, [topics.verdicts, topics.actions])
+            sent = _publish(kafka, topics, uploads, root)
+            verdicts, actions = _collect(reader, topics, set(sent))
+            reader.close()
+        _print_table(out, uploads, sent, verdicts, actions, entries)
+        missing = set(sent) - set(verdicts)
+        if missing:
+            out(f"{len(missing)} uploads got no verdict; service logs were in {folder}")
+            return 1
+        return 0
+
+
+def _register(
+    kafka: KafkaSettings, topics: TopicSettings, out: Callable[[str], None]
+) -> dict[str, str]:
+    publisher = RegistryPublisher(kafka, topics.registry)
+    registrations = [
+        hash_file(photo(name), "demo", quality_floor=50).registration for name in PROTECTED
+    ]
+    publisher.register(registrations)
+    publisher.close()
+    for name, registration in zip(PROTECTED, registrations, strict=True):
+        out(f"registered {name} as {registration.entry_id} (bank 'demo', hashes only)")
+    return {r.entry_id: name for name, r in zip(PROTECTED, registrations, strict=True)}
+
+
+def _publish(
+    kafka: KafkaSettings, topics: TopicSettings, uploads: list[DemoUpload], root: Path
+) -> dict[str, DemoUpload]:
+    publisher = UploadPublisher(kafka, topics.uploads)
+    sent = {}
+    for index, upload in enumerate(uploads):
+        sent[publisher.publish(upload_event(upload, root, inline=index % 2 == 0))] = upload
+    publisher.close()
+    return sent
+
+
+def _collect(
+    reader: EventReader, topics: TopicSettings, upload_ids: set[str], timeout_s: float = 60.0
+) -> tuple[dict[str, VerdictIssued], list[ActionDecided]]:
+    verdicts: dict[str, VerdictIssued] = {}
+    actions: list[ActionDecided] = []
+    deadline = time.monotonic() + timeout_s
+    settle_until = None
+    while time.monotonic() < deadline and (settle_until is None or time.monotonic() < settle_until):
+        for topic, event in reader.read(timeout_ms=200):
+            if topic == topics.verdicts and isinstance(event.data, VerdictIssued):
+                verdicts[event.data.upload_id] = event.data
+            elif isinstance(event.data, ActionDecided):
+                actions.append(event.data)
+        if settle_until is None and upload_ids <= set(verdicts):
+            settle_until = time.monotonic() + 2.0  # let the last actions arrive
+    return verdicts, actions
+
+
+def _print_table(
+    out: Callable[[str], None],
+    uploads: list[DemoUpload],
+    sent: dict[str, DemoUpload],
+    verdicts: dict[str, VerdictIssued],
+    actions: list[ActionDecided],
+    entries: dict[str, str],
+) -> None:
+    by_content = {action.content_id: action for action in actions}
+    rows = [("content", "upload", "verdict", "matched", "signal", "distance", "action")]
+    for upload_id, upload in sent.items():
+        verdict = verdicts.get(upload_id)
+        match = _strongest(verdict.matches) if verdict and verdict.matches else None
+        action = by_content.get(upload.content_id)
+        rows.append(
+            (
+                upload.content_id,
+                upload.description,
+                verdict.verdict if verdict else "(none)",
+                entries.get(match.entry_id, "?")
+                if match
+                else (verdict.error or "")
+                if verdict
+                else "",
+                match.signal if match else "",
+                str(match.distance) if match else "",
+                action.action if action else "",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for number, row in enumerate(rows):
+        out("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        if number == 0:
+            out("  ".join("-" * width for width in widths))
+    out(f"{len(verdicts)} verdicts for {len(uploads)} uploads, {len(actions)} actions")
+
+
+def _strongest(matches: list[Match]) -> Match:
+    return min(matches, key=lambda m: (m.signal != "sha256", m.signal != "md5", m.distance))

@@ -1,0 +1,1 @@
+"""Ingest: fetch, decode and hash each upload (eraser.uploads → eraser.hashes)."""

@@ -1,0 +1,107 @@
+"""Ingest's logic: an upload event in, its hashes out (or the reason it cannot be scanned).
+
+Sits between ``eraser.uploads`` and the internal ``eraser.hashes`` topic. Media bytes live only in
+memory for the length of one scan; what leaves is digests and PDQ hashes. An upload that cannot be
+scanned gets an ``error`` verdict here, so the platform is never left waiting.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from kafka.consumer.fetcher import ConsumerRecord
+
+from services.ingest.decoding import decode
+from services.ingest.fetching import MediaFetcher
+from services.ingest.hashing import digests, pdq_dihedral
+from services.shared.config import TopicSettings
+from services.shared.errors import FetchFailedError, MediaRejectedError, PoisonError
+from services.shared.kafka import Outgoing, Result
+from services.shared.metrics import IngestMetrics
+from services.shared.schemas import (
+    CloudEvent,
+    MediaHashed,
+    UploadReceived,
+    event_id,
+    new_event,
+    readable_fields,
+)
+from services.shared.verdicts import error_verdict
+
+SOURCE = "urn:eraser:ingest"
+
+
+class IngestProcessor:
+    """Scans uploads one by one; a failure is a value, kept next to its event."""
+
+    model = UploadReceived
+
+    def __init__(
+        self, topics: TopicSettings, fetcher: MediaFetcher, max_pixels: int, metrics: IngestMetrics
+    ) -> None:
+        self._topics = topics
+        self._fetcher = fetcher
+        self._max_pixels = max_pixels
+        self._metrics = metrics
+
+    def process(self, events: Sequence[CloudEvent[UploadReceived]]) -> list[Result]:
+        """Scan each upload; one result per event."""
+        return [self._scan_one(event) for event in events]
+
+    def on_poison(self, record: ConsumerRecord, error: PoisonError) -> list[Outgoing]:
+        """An ``error`` verdict for an upload that cannot be scanned, if its id is readable."""
+        upload_id, content_id = readable_fields(record.value)
+        if upload_id is None:
+            return []
+        return [
+            error_verdict(self._topics.verdicts, upload_id, content_id or "", error.reason, SOURCE)
+        ]
+
+    def _scan_one(self, event: CloudEvent[UploadReceived]) -> Result:
+        try:
+            hashed = self.scan(event)
+        except PoisonError as error:
+            return error
+        out = new_event(hashed, id=event_id("hashed", event.id), source=SOURCE)
+        return [Outgoing.event(self._topics.hashes, event.data.content_id, out, kind="hashes")]
+
+    def scan(self, event: CloudEvent[UploadReceived]) -> MediaHashed:
+        """Fetch, decode and hash one upload.
+
+        Raises:
+            PoisonError: the media cannot be fetched, is not allowed, or is not a decodable image.
+        """
+        with self._stage("fetch"):
+            try:
+                fetched = self._fetcher.fetch(event.data)
+            except (MediaRejectedError, FetchFailedError) as error:
+                self._metrics.fetch_errors.labels(error.kind).inc()
+                raise
+        self._metrics.fetched_bytes.labels(fetched.source).inc(len(fetched.data))
+        with self._stage("decode"):
+            image = decode(fetched.data, self._max_pixels)
+        with self._stage("hash"):
+            files = digests(fetched.data)
+            pdq = pdq_dihedral(image.pixels)
+        return MediaHashed(
+            upload_id=event.id,
+            content_id=event.data.content_id,
+            uploaded_at=event.time,
+            sha256=files.sha256,
+            md5=files.md5,
+            pdq=list(pdq.dihedral),
+            pdq_quality=pdq.quality,
+            width=image.width,
+            height=image.height,
+            format=image.format,
+        )
+
+    @contextmanager
+    def _stage(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._metrics.stage_seconds.labels(name).observe(time.perf_counter() - started)

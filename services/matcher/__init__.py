@@ -1,0 +1,1 @@
+"""Matcher: look hashed uploads up in the registered hashes (eraser.hashes → eraser.verdicts)."""

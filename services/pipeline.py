@@ -1,0 +1,93 @@
+"""Runs the three services as child processes, as ``eraser run``, the demo and the tests do.
+
+Each service is its own process, exactly as in production (one container each), so a crash or a
+SIGKILL of one is isolated and the others carry on. Stopping sends SIGTERM and waits for the clean
+shutdown (batch finished, flushed, committed).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO
+
+SERVICES = ("ingest", "matcher", "actions")
+
+
+class Pipeline:
+    """The ingest, matcher and actions processes, started with a shared environment."""
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        services: tuple[str, ...] = SERVICES,
+        log_dir: Path | None = None,
+    ) -> None:
+        self._env = dict(env)
+        self._services = services
+        self._log_dir = log_dir
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._logs: list[IO[bytes]] = []
+
+    def start(self) -> Pipeline:
+        """Start every service that is not running."""
+        for name in self._services:
+            if name not in self.processes or self.processes[name].poll() is not None:
+                self.processes[name] = self._spawn(name)
+        return self
+
+    def restart(self, name: str) -> None:
+        """Start ``name`` again (after it died or was killed)."""
+        self.processes[name].wait()
+        self.processes[name] = self._spawn(name)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one service: no clean shutdown, no commit."""
+        self.processes[name].kill()
+        self.processes[name].wait()
+
+    def exited(self) -> dict[str, int]:
+        """Services that have exited, with their exit codes."""
+        return {name: p.returncode for name, p in self.processes.items() if p.poll() is not None}
+
+    def stop(self, timeout_s: float = 15.0) -> dict[str, int]:
+        """SIGTERM every service, wait for clean exits (SIGKILL stragglers); the exit codes."""
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        codes = {}
+        for name, process in self.processes.items():
+            try:
+                codes[name] = process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                codes[name] = process.wait()
+        for log in self._logs:
+            log.close()
+        self._logs.clear()
+        return codes
+
+    def __enter__(self) -> Pipeline:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _spawn(self, name: str) -> subprocess.Popen[bytes]:
+        output: IO[bytes] | None = None
+        if self._log_dir is not None:
+            output = open(self._log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
+            self._logs.append(output)
+        return subprocess.Popen(
+            [sys.executable, "-m", f"services.{name}"],
+            env={**os.environ, **self._env},
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=output,
+        )

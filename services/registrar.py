@@ -1,0 +1,117 @@
+"""Registers protected images: hashes them locally and publishes only the hashes.
+
+Behind ``eraser register`` and ``eraser withdraw``. The image bytes are read, hashed with the same
+decoder and PDQ code as ingest, and dropped; what goes to ``eraser.registry`` is an
+``eraser.registration.v1`` event keyed by entry id, or a tombstone to withdraw one. Entry ids are
+derived from (bank, SHA-256), so registering the same file twice updates one entry.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from kafka import KafkaProducer
+
+from services.ingest.decoding import decode
+from services.ingest.hashing import digests, pdq
+from services.shared.config import KafkaSettings
+from services.shared.kafka import make_producer
+from services.shared.schemas import EntryRegistered, Signals, encode, new_event
+
+SOURCE = "urn:eraser:registrar"
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
+# Registration is an operator's action on their own files; the limit only guards against mistakes.
+_MAX_PIXELS = 200_000_000
+
+
+@dataclass(frozen=True)
+class Hashed:
+    """A registration built from a file, and a note if its PDQ hash was left out."""
+
+    registration: EntryRegistered
+    warning: str | None
+
+
+def image_paths(paths: Iterable[Path]) -> Iterator[Path]:
+    """The files given, and the image files under the folders given, in a stable order."""
+    for path in paths:
+        if path.is_dir():
+            yield from sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            )
+        else:
+            yield path
+
+
+def hash_file(
+    data: bytes, bank: str, quality_floor: int, labels: dict[str, str] | None = None
+) -> Hashed:
+    """The registration for one image's bytes.
+
+    PDQ hashes under ``quality_floor`` (flat or featureless images) would match unrelated uploads,
+    so such images are registered by their file digests only.
+
+    Raises:
+        MediaUndecodableError: the bytes are not a decodable image.
+    """
+    files = digests(data)
+    code, quality = pdq(decode(data, _MAX_PIXELS).pixels)
+    keep_pdq = quality >= quality_floor
+    registration = EntryRegistered(
+        entry_id=entry_id_for(bank, files.sha256),
+        bank=bank,
+        signals=Signals(pdq=[code] if keep_pdq else [], sha256=files.sha256, md5=files.md5),
+        labels=labels or {},
+    )
+    warning = (
+        None if keep_pdq else f"PDQ quality {quality} < {quality_floor}: registered by digest only"
+    )
+    return Hashed(registration, warning)
+
+
+def entry_id_for(bank: str, sha256: str) -> str:
+    """The entry id of a file in a bank: stable, and reveals nothing beyond the digest."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"eraser:{bank}:{sha256}"))
+
+
+class RegistryPublisher:
+    """Publishes registrations and withdrawals to the registry topic."""
+
+    def __init__(
+        self, kafka: KafkaSettings, topic: str, producer: KafkaProducer | None = None
+    ) -> None:
+        self._topic = topic
+        self._producer = producer or make_producer(kafka)
+
+    def register(self, registrations: Iterable[EntryRegistered]) -> None:
+        """Publish registrations and wait until the broker has them."""
+        futures = []
+        for registration in registrations:
+            event = new_event(registration, id=str(uuid.uuid4()), source=SOURCE)
+            futures.append(
+                self._producer.send(
+                    self._topic, key=registration.entry_id.encode(), value=encode(event)
+                )
+            )
+        self._wait(futures)
+
+    def withdraw(self, entry_ids: Iterable[str]) -> None:
+        """Publish tombstones and wait until the broker has them."""
+        self._wait(
+            [
+                self._producer.send(self._topic, key=entry_id.encode(), value=None)
+                for entry_id in entry_ids
+            ]
+        )
+
+    def close(self) -> None:
+        """Flush and close the producer."""
+        self._producer.close(timeout=10)
+
+    def _wait(self, futures: list[object]) -> None:
+        self._producer.flush()
+        for future in futures:
+            future.get(timeout=0)  # type: ignore[attr-defined]

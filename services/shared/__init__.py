@@ -1,0 +1,1 @@
+"""Code shared by the three services: schemas, config, the Kafka loop, errors, metrics."""

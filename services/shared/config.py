@@ -1,0 +1,193 @@
+"""Configuration, read once from environment variables in each service's entrypoint.
+
+Every setting has a production-sane default and is frozen after start. Groups are composed:
+a service's settings hold the Kafka connection, the topic names and its own knobs, each read with
+its own prefix (``KAFKA_``, ``ERASER_TOPIC_``, ``ERASER_INGEST_`` ...). docs/operations.md lists
+them all.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from services.shared.schemas import ActionKind, BankName
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class KafkaSettings(BaseSettings):
+    """How to reach the Kafka cluster (``KAFKA_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="KAFKA_", frozen=True)
+
+    bootstrap_servers: str = "localhost:9092"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    client_id: str = "eraser"
+    # A batch must be processed well inside this; it is also how long a consumer-group join may
+    # take, so it is kept short rather than Kafka's 5-minute default.
+    max_poll_interval_ms: int = Field(default=10_000, ge=1_000)
+    session_timeout_ms: int = Field(default=10_000, ge=1_000)
+    heartbeat_interval_ms: int = Field(default=1_000, ge=100)
+    # Sets the latency of each hop: the broker answers a fetch after at most this long.
+    fetch_max_wait_ms: int = Field(default=10, ge=0)
+    request_timeout_ms: int = Field(default=30_000, ge=1_000)
+
+    def client_options(self) -> dict[str, Any]:
+        """Connection options shared by kafka-python's producer, consumer and admin client."""
+        options: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers.split(","),
+            "security_protocol": self.security_protocol,
+            "client_id": self.client_id,
+            "request_timeout_ms": self.request_timeout_ms,
+        }
+        if self.sasl_mechanism:
+            options["sasl_mechanism"] = self.sasl_mechanism
+            options["sasl_plain_username"] = self.sasl_username
+            options["sasl_plain_password"] = (
+                self.sasl_password.get_secret_value() if self.sasl_password else None
+            )
+        if self.ssl_cafile:
+            options["ssl_cafile"] = str(self.ssl_cafile)
+        return options
+
+
+class TopicSettings(BaseSettings):
+    """Topic names and how to create them (``ERASER_TOPIC_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="ERASER_TOPIC_", frozen=True)
+
+    uploads: str = "eraser.uploads"
+    hashes: str = "eraser.hashes"
+    verdicts: str = "eraser.verdicts"
+    actions: str = "eraser.actions"
+    registry: str = "eraser.registry"
+    ingest_dlq: str = "eraser.ingest.dlq"
+    matcher_dlq: str = "eraser.matcher.dlq"
+    actions_dlq: str = "eraser.actions.dlq"
+    partitions: int = Field(default=6, ge=1, description="Partitions of the streaming topics.")
+    registry_partitions: int = Field(default=1, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+
+
+class BankPolicy(BaseModel):
+    """How one bank's matches are found and acted on."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    pdq_threshold: int = Field(default=31, ge=0, le=128, description="PDQ match distance.")
+    auto_threshold: int = Field(
+        default=24, ge=0, le=128, description="PDQ distance at or under which to act unreviewed."
+    )
+    action: ActionKind = Field(default="remove", description="The automatic action.")
+    quality_floor: int = Field(default=50, ge=0, le=100, description="Minimum PDQ quality.")
+    enabled: bool = True
+
+
+class PolicySettings(BaseSettings):
+    """Bank policies (``ERASER_BANKS`` as JSON: bank name → policy; others get the default)."""
+
+    model_config = SettingsConfigDict(env_prefix="ERASER_", frozen=True)
+
+    banks: dict[BankName, BankPolicy] = Field(default_factory=dict)
+    default_policy: BankPolicy = Field(default_factory=BankPolicy)
+
+    def for_bank(self, bank: str) -> BankPolicy:
+        """The policy of ``bank``, or the default."""
+        return self.banks.get(bank, self.default_policy)
+
+    def widest_pdq_threshold(self) -> int:
+        """The largest PDQ distance any bank accepts: the radius to search the index with."""
+        return max(
+            [self.default_policy.pdq_threshold, *(p.pdq_threshold for p in self.banks.values())]
+        )
+
+
+class MediaSettings(BaseSettings):
+    """Where media may come from and how large it may be (``ERASER_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="ERASER_", frozen=True)
+
+    media_root: Path | None = Field(default=None, description="The only folder file:// may read.")
+    max_media_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    max_pixels: int = Field(default=64_000_000, ge=64 * 64)
+    fetch_connect_timeout_s: float = Field(default=3.0, gt=0)
+    fetch_read_timeout_s: float = Field(default=10.0, gt=0)
+    fetch_attempts: int = Field(default=3, ge=1, le=10)
+    fetch_max_redirects: int = Field(default=5, ge=0, le=20)
+    fetch_allowed_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), description="If set, the only hosts http(s) may fetch from."
+    )
+    fetch_allowed_networks: Annotated[tuple[Network, ...], NoDecode] = Field(
+        default=(), description="Private or reserved networks fetching may reach anyway."
+    )
+
+    @field_validator("fetch_allowed_hosts", "fetch_allowed_networks", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @model_validator(mode="after")
+    def _root_is_absolute(self) -> MediaSettings:
+        if self.media_root is not None and not self.media_root.is_absolute():
+            raise ValueError("ERASER_MEDIA_ROOT must be an absolute path")
+        return self
+
+
+class ServiceSettings(BaseSettings):
+    """What every service has: Kafka, topics, its consumer group, batch size and HTTP port."""
+
+    model_config = SettingsConfigDict(frozen=True)
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    group_id: str
+    batch_size: int = Field(ge=1, le=10_000)
+    http_port: int = Field(ge=0, le=65535, description="/metrics, /healthz, /readyz; 0 = off.")
+
+
+class IngestSettings(ServiceSettings):
+    """Ingest (``ERASER_INGEST_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="ERASER_INGEST_", frozen=True)
+
+    group_id: str = "eraser-ingest"
+    # Decoding a 12 MP photo takes tens of ms: keep a batch well inside max_poll_interval_ms.
+    batch_size: int = Field(default=16, ge=1, le=10_000)
+    http_port: int = Field(default=9101, ge=0, le=65535)
+    media: MediaSettings = Field(default_factory=MediaSettings)
+
+
+class MatcherSettings(ServiceSettings):
+    """Matcher (``ERASER_MATCHER_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="ERASER_MATCHER_", frozen=True)
+
+    group_id: str = "eraser-matcher"
+    batch_size: int = Field(default=256, ge=1, le=10_000)
+    http_port: int = Field(default=9102, ge=0, le=65535)
+    policies: PolicySettings = Field(default_factory=PolicySettings)
+
+
+class ActionsSettings(ServiceSettings):
+    """Actions (``ERASER_ACTIONS_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="ERASER_ACTIONS_", frozen=True)
+
+    group_id: str = "eraser-actions"
+    batch_size: int = Field(default=256, ge=1, le=10_000)
+    http_port: int = Field(default=9103, ge=0, le=65535)
+    policies: PolicySettings = Field(default_factory=PolicySettings)
+    dedup_window: int = Field(
+        default=1_000_000, ge=0, description="How many recent action ids to remember."
+    )

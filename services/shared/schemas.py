@@ -1,0 +1,321 @@
+"""Every message eraser reads or writes, as typed models: the one place the wire contract lives.
+
+Records are CloudEvents 1.0 in structured JSON mode. Each ``data`` model names its event type and
+version; :func:`parse_event` is where a raw record becomes a validated event, and every service
+reads records through it. docs/schemas/ holds the JSON Schema generated from these models
+(``eraser schemas``), so the published contract cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+
+from services.shared.errors import MalformedEventError, UnsupportedEventError
+
+SPEC_VERSION = "1.0"
+_ID_NAMESPACE = uuid.UUID("6f1c2d4e-8a3b-5c7d-9e0f-1a2b3c4d5e6f")
+_EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
+
+
+def _lower_hex(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+Hex256 = Annotated[
+    str,
+    BeforeValidator(_lower_hex),
+    StringConstraints(pattern=r"^[0-9a-f]{64}$"),
+    Field(description="256 bits as 64 lower-case hex digits (PDQ or SHA-256)."),
+]
+Hex128 = Annotated[
+    str,
+    BeforeValidator(_lower_hex),
+    StringConstraints(pattern=r"^[0-9a-f]{32}$"),
+    Field(description="128 bits as 32 lower-case hex digits (MD5)."),
+]
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+BankName = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$"),
+    Field(description="Bank name: lower-case letters, digits, '_', '.', '-' (at most 64)."),
+]
+Signal = Literal["sha256", "md5", "pdq"]
+ActionKind = Literal["remove", "hide", "review"]
+
+
+class Schema(BaseModel):
+    """Base of every ``data`` model: immutable, and unknown fields are an error."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    TYPE: ClassVar[str]
+
+
+class UploadReceived(Schema):
+    """A platform received an upload and asks eraser to scan it."""
+
+    TYPE: ClassVar[str] = "eraser.upload.v1"
+
+    content_id: Identifier = Field(description="The platform's id for the uploaded content.")
+    media_url: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = Field(
+        default=None,
+        description="Where to fetch the media: http(s)://, or file:// under ERASER_MEDIA_ROOT.",
+    )
+    media_b64: str | None = Field(
+        default=None, description="The media bytes, base64-encoded (standard alphabet)."
+    )
+    mime_type: Annotated[str, StringConstraints(max_length=128)] | None = Field(
+        default=None, description="The media type the platform saw; informational only."
+    )
+    uploader_id: Identifier | None = Field(
+        default=None, description="The platform's id for the uploader; never logged by eraser."
+    )
+    platform: Identifier | None = Field(
+        default=None, description="Which platform or surface the upload came from."
+    )
+    attributes: dict[str, str] = Field(
+        default_factory=dict, max_length=64, description="Free-form string tags, passed through."
+    )
+
+    @model_validator(mode="after")
+    def _one_media_source(self) -> UploadReceived:
+        if (self.media_url is None) == (self.media_b64 is None):
+            raise ValueError("exactly one of media_url and media_b64 is required")
+        return self
+
+
+class MediaHashed(Schema):
+    """Ingest fetched, decoded and hashed an upload (internal topic, ingest → matcher)."""
+
+    TYPE: ClassVar[str] = "eraser.media.hashed.v1"
+
+    upload_id: Identifier = Field(description="The upload event's CloudEvent id.")
+    content_id: Identifier = Field(description="The platform's id for the uploaded content.")
+    uploaded_at: AwareDatetime = Field(description="The upload event's CloudEvent time.")
+    sha256: Hex256 = Field(description="SHA-256 of the media bytes as fetched.")
+    md5: Hex128 = Field(description="MD5 of the media bytes, for hash lists that use it.")
+    pdq: list[Hex256] = Field(
+        min_length=8,
+        max_length=8,
+        description="PDQ of the image and its 7 other rotations/flips; the first is as uploaded.",
+    )
+    pdq_quality: int = Field(ge=0, le=100, description="PDQ quality of the image (0-100).")
+    width: int = Field(gt=0, description="Decoded width in pixels, after EXIF orientation.")
+    height: int = Field(gt=0, description="Decoded height in pixels, after EXIF orientation.")
+    format: Annotated[str, StringConstraints(max_length=16)] = Field(
+        description="The image format Pillow detected (JPEG, PNG, WEBP, ...)."
+    )
+
+
+class Match(Schema):
+    """One registered entry an upload matched, by one signal."""
+
+    bank: BankName = Field(description="The bank holding the entry.")
+    entry_id: Identifier = Field(description="The registered entry.")
+    signal: Signal = Field(description="Which signal matched.")
+    distance: int = Field(ge=0, le=256, description="Hamming distance (0 for exact signals).")
+
+
+class VerdictIssued(Schema):
+    """Eraser's decision for one upload event: exactly one per upload id (repeats share its id)."""
+
+    TYPE: ClassVar[str] = "eraser.verdict.v1"
+
+    upload_id: Identifier = Field(description="The upload event's CloudEvent id.")
+    content_id: str = Field(
+        max_length=256, description="The platform's content id ('' if the upload had none)."
+    )
+    verdict: Literal["clean", "match", "error"] = Field(description="The outcome of the scan.")
+    matches: list[Match] = Field(default_factory=list, description="Every entry matched.")
+    error: Annotated[str, StringConstraints(max_length=512)] | None = Field(
+        default=None, description="Why the scan failed, when verdict is 'error'."
+    )
+    scanned_at: AwareDatetime = Field(description="When eraser reached the verdict.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> VerdictIssued:
+        if (self.verdict == "match") != bool(self.matches):
+            raise ValueError("a 'match' verdict needs matches, and only it may have them")
+        if (self.verdict == "error") != (self.error is not None):
+            raise ValueError("an 'error' verdict needs an error, and only it may have one")
+        return self
+
+
+class ActionDecided(Schema):
+    """A removal service should act on a piece of content; ids repeat for repeated decisions."""
+
+    TYPE: ClassVar[str] = "eraser.action.v1"
+
+    action: ActionKind = Field(description="What to do with the content.")
+    content_id: Identifier = Field(description="The platform's id for the content.")
+    upload_id: Identifier = Field(description="The upload event that led to the decision.")
+    bank: BankName = Field(description="The bank of the matched entry.")
+    entry_id: Identifier = Field(description="The matched entry.")
+    signal: Signal = Field(description="The signal behind the decision.")
+    distance: int = Field(ge=0, le=256, description="Hamming distance (0 for exact signals).")
+    reason: Annotated[str, StringConstraints(max_length=512)] = Field(
+        description="Why this action, in words."
+    )
+    decided_at: AwareDatetime = Field(description="When the action was decided.")
+
+
+class Signals(Schema):
+    """The hashes registered for one protected image; the image itself is never kept."""
+
+    pdq: list[Hex256] = Field(
+        default_factory=list, max_length=64, description="PDQ hashes of the image (or its crops)."
+    )
+    sha256: Hex256 | None = Field(default=None, description="SHA-256 of the original file.")
+    md5: Hex128 | None = Field(default=None, description="MD5 of the original file.")
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Signals:
+        if not self.pdq and self.sha256 is None and self.md5 is None:
+            raise ValueError("at least one signal is required")
+        return self
+
+
+class EntryRegistered(Schema):
+    """A protected image was registered (or re-registered) in a bank; keyed by entry_id."""
+
+    TYPE: ClassVar[str] = "eraser.registration.v1"
+
+    entry_id: Identifier = Field(description="Stable id of the entry; the record key.")
+    bank: BankName = Field(description="The bank the entry belongs to.")
+    signals: Signals = Field(description="The entry's hashes.")
+    labels: dict[str, str] = Field(
+        default_factory=dict, max_length=64, description="Free-form string labels."
+    )
+
+
+DataT = TypeVar("DataT", bound=Schema)
+
+
+class CloudEvent(BaseModel, Generic[DataT]):
+    """A CloudEvents 1.0 envelope in structured JSON mode; extension attributes are kept."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    specversion: Literal["1.0"] = Field(description="CloudEvents version.")
+    id: Identifier = Field(description="Unique per event; repeats of one event share it.")
+    source: Identifier = Field(description="Who produced the event (URI reference).")
+    type: str = Field(description="Event type and version, e.g. eraser.upload.v1.")
+    time: AwareDatetime = Field(description="When the event happened (RFC 3339).")
+    datacontenttype: Literal["application/json"] = Field(
+        default="application/json", description="Always application/json."
+    )
+    subject: str | None = Field(default=None, description="Optional CloudEvents subject.")
+    data: DataT = Field(description="The event payload.")
+
+    @model_validator(mode="after")
+    def _extensions_are_well_formed(self) -> CloudEvent[DataT]:
+        for name, value in (self.model_extra or {}).items():
+            if not _EXTENSION_NAME.match(name):
+                raise ValueError(f"extension attribute name {name[:24]!r} is not [a-z0-9]{{1,20}}")
+            if not isinstance(value, str | int | bool):
+                raise ValueError(f"extension attribute {name!r} must be a string, integer or bool")
+        return self
+
+
+def event_id(*parts: str) -> str:
+    """A deterministic event id, so a repeated decision is recognisable as a repeat."""
+    return str(uuid.uuid5(_ID_NAMESPACE, "\x1f".join(parts)))
+
+
+def now() -> datetime:
+    """The current time, timezone-aware (UTC)."""
+    return datetime.now(UTC)
+
+
+def new_event(
+    data: DataT, *, id: str, source: str, time: datetime | None = None
+) -> CloudEvent[DataT]:
+    """Wrap ``data`` in a CloudEvent of its own type."""
+    return CloudEvent[type(data)](  # type: ignore[misc]
+        specversion=SPEC_VERSION,
+        id=id,
+        source=source,
+        type=data.TYPE,
+        time=time or now(),
+        data=data,
+    )
+
+
+def encode(event: CloudEvent[Any]) -> bytes:
+    """Serialise an event as compact JSON (absent optional fields are left out)."""
+    return event.model_dump_json(exclude_none=True).encode()
+
+
+def parse_event(raw: bytes | None, model: type[DataT]) -> CloudEvent[DataT]:
+    """Validate a raw record as a CloudEvent carrying ``model``.
+
+    Raises:
+        MalformedEventError: the bytes are not JSON, not a CloudEvent, or the data is invalid.
+        UnsupportedEventError: the event is of another type or version.
+    """
+    document = _json_object(raw)
+    seen_type = document.get("type")
+    if seen_type != model.TYPE:
+        raise UnsupportedEventError(f"unsupported event type {str(seen_type)[:64]!r}")
+    try:
+        return CloudEvent[model].model_validate(document)  # type: ignore[valid-type]
+    except ValidationError as error:
+        raise MalformedEventError(f"invalid event: {describe(error)}") from None
+
+
+def readable_fields(raw: bytes | None) -> tuple[str | None, str | None]:
+    """Best-effort (event id, content id) of a record that failed validation, for error verdicts."""
+    try:
+        document = _json_object(raw)
+    except MalformedEventError:
+        return None, None
+    event_id_, data = document.get("id"), document.get("data")
+    content_id = data.get("content_id") if isinstance(data, dict) else None
+    return (
+        event_id_ if isinstance(event_id_, str) and 0 < len(event_id_) <= 256 else None,
+        content_id if isinstance(content_id, str) and len(content_id) <= 256 else None,
+    )
+
+
+def describe(error: ValidationError) -> str:
+    """Summarise a validation error by field and problem, never echoing the input values."""
+    parts = []
+    for item in error.errors(include_url=False, include_input=False, include_context=False)[:5]:
+        location = ".".join(str(part) for part in item["loc"]) or "event"
+        parts.append(f"{location}: {item['msg']}")
+    return "; ".join(parts)[:400]
+
+
+def _json_object(raw: bytes | None) -> dict[str, Any]:
+    if raw is None:
+        raise MalformedEventError("empty record")
+    try:
+        document = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise MalformedEventError("record is not JSON") from None
+    if not isinstance(document, dict):
+        raise MalformedEventError("record is not a JSON object")
+    return document
+
+
+PUBLIC_EVENTS: tuple[type[Schema], ...] = (
+    UploadReceived,
+    VerdictIssued,
+    ActionDecided,
+    EntryRegistered,
+)
+INTERNAL_EVENTS: tuple[type[Schema], ...] = (MediaHashed,)

@@ -1,0 +1,79 @@
+"""Starting and stopping a service: signals, the HTTP endpoint, the clients and the loop.
+
+Each service's ``__main__`` builds its settings and processor, then hands them to
+:func:`run_service`. SIGTERM or SIGINT set the stop event; the loop finishes its batch, flushes,
+commits and closes, and the process exits 0. A crash exits non-zero without committing.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import faiss
+
+from services.shared.config import ServiceSettings
+from services.shared.kafka import ConsumeLoop, Processor, make_consumer, make_producer
+from services.shared.metrics import Health, ServiceMetrics, serve
+
+log = logging.getLogger(__name__)
+
+
+def stop_on_signals() -> threading.Event:
+    """An event that SIGTERM and SIGINT set."""
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: Any) -> None:
+        log.info("stop requested", extra={"fields": {"signal": signal.Signals(signum).name}})
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    return stop
+
+
+def run_service(
+    *,
+    service: str,
+    settings: ServiceSettings,
+    processor: Processor[Any],
+    metrics: ServiceMetrics,
+    input_topics: Sequence[str],
+    dlq_topic: str,
+    stop: threading.Event,
+    health: Health | None = None,
+    before_consuming: Callable[[], bool] | None = None,
+) -> int:
+    """Run ``processor`` until stopped; the process exit code."""
+    # One FAISS thread per process: OpenMP threads on shared cores cost far more than they give.
+    faiss.omp_set_num_threads(1)
+    health = health or Health()
+    server = serve(settings.http_port, metrics.registry, health)
+    try:
+        if before_consuming is not None and not before_consuming():
+            return 0 if stop.is_set() else 1
+        loop = ConsumeLoop(
+            service=service,
+            consumer=make_consumer(
+                settings.kafka, settings.group_id, input_topics, settings.batch_size
+            ),
+            producer=make_producer(settings.kafka),
+            processor=processor,
+            dlq_topic=dlq_topic,
+            metrics=metrics,
+            health=health,
+            stop=stop,
+        )
+        log.info(
+            "consuming",
+            extra={"fields": {"topics": list(input_topics), "group": settings.group_id}},
+        )
+        loop.run()
+        log.info("stopped cleanly")
+        return 0
+    finally:
+        if server is not None:
+            server.shutdown()
