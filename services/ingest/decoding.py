@@ -54,6 +54,8 @@ def decode(data: bytes, max_pixels: int) -> Decoded:
             image = Image.open(io.BytesIO(data), formats=FORMATS)
         except Image.UnidentifiedImageError:
             raise MediaUndecodableError("not an image in a supported format") from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise MediaUndecodableError("image is over the pixel limit") from None
         except Exception as error:  # hostile headers can raise anything; none is our bug to see
             raise MediaUndecodableError(
                 f"unreadable image header ({type(error).__name__})"
@@ -87,7 +89,7 @@ def _load_first_frame(image: Image.Image) -> Image.Image:
 
 def _to_rgb(image: Image.Image) -> np.ndarray:
     if image.mode in _WIDE_MODES:
-        image = Image.fromarray(_to_8bit(np.asarray(image)), "L")
+        image = Image.fromarray(_to_8bit(np.asarray(image)))
     if image.mode in _ALPHA_MODES or "transparency" in image.info:
         rgba = image.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

@@ -104,7 +104,8 @@ class MediaFetcher:
 
     def _read_regular_file(self, path: Path) -> bytes:
         try:
-            with open(path, "rb") as file:
+            # O_NONBLOCK: opening a FIFO must not wait for a writer that never comes.
+            with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as file:
                 info = os.fstat(file.fileno())
                 if not stat.S_ISREG(info.st_mode):
                     raise MediaRejectedError("file:// path is not a regular file")

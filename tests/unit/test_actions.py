@@ -1,0 +1,84 @@
+import json
+from datetime import UTC, datetime
+
+from services.actions.handler import ActionsProcessor, RecentIds
+from services.actions.policy import decide, strongest_per_entry
+from services.shared.config import BankPolicy, PolicySettings, TopicSettings
+from services.shared.metrics import ActionsMetrics
+from services.shared.schemas import Match, VerdictIssued, new_event
+
+T = datetime(2026, 11, 25, tzinfo=UTC)
+
+
+def verdict(*matches, content_id="c-1", upload_id="u-1"):
+    return VerdictIssued(
+        upload_id=upload_id,
+        content_id=content_id,
+        verdict="match" if matches else "clean",
+        matches=list(matches),
+        scanned_at=T,
+    )
+
+
+def m(entry, signal="pdq", distance=0, bank="kids"):
+    return Match(bank=bank, entry_id=entry, signal=signal, distance=distance)
+
+
+POLICIES = PolicySettings(
+    banks={
+        "kids": BankPolicy(auto_threshold=10, action="remove"),
+        "stock": BankPolicy(action="hide"),
+    }
+)
+
+
+def test_exact_and_close_matches_get_the_bank_action_and_weaker_ones_review():
+    actions = decide(
+        verdict(
+            m("a", "sha256"),
+            m("b", distance=10),
+            m("c", distance=11),
+            m("d", distance=3, bank="stock"),
+        ),
+        POLICIES,
+        T,
+    )
+    assert [(a.entry_id, a.action) for a in actions] == [
+        ("a", "remove"),
+        ("b", "remove"),
+        ("c", "review"),
+        ("d", "hide"),
+    ]
+    assert "auto threshold 10" in actions[2].reason
+
+
+def test_the_strongest_match_of_an_entry_decides():
+    best = strongest_per_entry([m("a", distance=20), m("a", "md5"), m("a", distance=4)])
+    assert [(x.signal, x.distance) for x in best] == [("md5", 0)]
+    assert strongest_per_entry([m("a", distance=20), m("a", distance=4)])[0].distance == 4
+
+
+def test_clean_verdicts_lead_to_no_action():
+    assert decide(verdict(), POLICIES, T) == []
+
+
+def _processor():
+    return ActionsProcessor(TopicSettings(), POLICIES, ActionsMetrics(), RecentIds(100))
+
+
+def test_a_repeated_decision_is_published_once_with_a_stable_id():
+    processor = _processor()
+    first = processor.process([new_event(verdict(m("a", "sha256")), id="v1", source="t")])[0]
+    again = processor.process(
+        [new_event(verdict(m("a", "sha256"), upload_id="u-2"), id="v2", source="t")]
+    )[0]
+    assert len(first) == 1 and again == []
+    other = _processor().process([new_event(verdict(m("a", "sha256")), id="v1", source="t")])[0]
+    assert json.loads(other[0].value)["id"] == json.loads(first[0].value)["id"]
+    assert first[0].key == b"c-1" and first[0].topic == "eraser.actions"
+
+
+def test_recent_ids_forget_the_oldest():
+    recent = RecentIds(2)
+    assert [recent.add(x) for x in "abca"] == [True, True, True, True]
+    assert recent.add("c") is False

@@ -1,0 +1,127 @@
+import os
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from services.ingest.decoding import decode
+from services.shared.errors import MediaUndecodableError
+from tests.images import encode, gradient
+
+LIMIT = 50_000_000
+
+
+def test_a_plain_rgb_jpeg_decodes_to_its_size():
+    decoded = decode(encode(gradient(96, 64), "JPEG", quality=95), LIMIT)
+    assert decoded.pixels.shape == (64, 96, 3)
+    assert decoded.pixels.dtype == np.uint8
+    assert decoded.format == "JPEG"
+
+
+def test_exif_orientation_is_applied():
+    image = gradient(96, 64)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: display rotated 90° clockwise
+    decoded = decode(encode(image, "JPEG", quality=95, exif=exif.tobytes()), LIMIT)
+    upright = np.asarray(image.rotate(-90, expand=True))
+    assert decoded.pixels.shape == upright.shape
+    assert np.abs(decoded.pixels.astype(int) - upright).mean() < 4
+
+
+@pytest.mark.parametrize("mode", ["L", "1", "P", "CMYK", "RGBA", "LA", "I", "I;16", "F"])
+def test_every_mode_becomes_rgb(mode):
+    image = (
+        gradient().convert("L").convert(mode)
+        if mode in ("I", "I;16", "F")
+        else gradient().convert(mode)
+    )
+    fmt = "JPEG" if mode == "CMYK" else "TIFF" if mode in ("F", "I") else "PNG"
+    decoded = decode(encode(image, fmt), LIMIT)
+    assert decoded.pixels.shape == (64, 96, 3)
+
+
+def test_sixteen_bit_samples_are_scaled_not_clipped():
+    wide = (np.linspace(0, 65535, 96 * 64).reshape(64, 96)).astype(np.uint16)
+    decoded = decode(encode(Image.fromarray(wide), "PNG"), LIMIT)
+    assert decoded.pixels[..., 0].min() == 0
+    assert decoded.pixels[..., 0].max() == 255
+    assert len(np.unique(decoded.pixels[..., 0])) > 200
+
+
+def test_transparency_is_composited_over_white():
+    clear = Image.new("RGBA", (8, 8), (255, 0, 0, 0))
+    assert decode(encode(clear, "PNG"), LIMIT).pixels.min() == 255
+    palette = Image.new("P", (8, 8), 0)
+    palette.putpalette([0, 0, 0] * 256)
+    palette.info["transparency"] = 0
+    assert decode(encode(palette, "PNG", transparency=0), LIMIT).pixels.min() == 255
+
+
+def test_an_animated_gif_gives_its_first_frame():
+    frames = [Image.new("RGB", (16, 16), colour) for colour in ((255, 0, 0), (0, 0, 255))]
+    data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=50)
+    pixels = decode(data, LIMIT).pixels
+    assert pixels[..., 0].mean() > 200 and pixels[..., 2].mean() < 50
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        os.urandom(4096),
+        b"<svg xmlns='http://www.w3.org/2000/svg' width='10' height='10'/>",
+        b"<html><body>not an image</body></html>",
+        encode(gradient(), "JPEG")[:300],
+        encode(gradient(), "PNG")[:-40],
+        encode(gradient(), "WEBP")[:60],
+        encode(gradient(), "GIF")[:30],
+    ],
+    ids=[
+        "empty",
+        "random",
+        "svg",
+        "html",
+        "truncated-jpeg",
+        "truncated-png",
+        "truncated-webp",
+        "truncated-gif",
+    ],
+)
+def test_what_is_not_a_whole_image_is_undecodable(data):
+    with pytest.raises(MediaUndecodableError):
+        decode(data, LIMIT)
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def _png_declaring(width: int, height: int) -> bytes:
+    """A tiny PNG whose header declares a huge image; its pixel data is a few bytes."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", header)
+        + _chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + _chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize("side", [8_000, 30_000])
+def test_a_huge_declared_size_is_refused_before_decoding(side):
+    with pytest.raises(MediaUndecodableError, match="over the pixel limit"):
+        decode(_png_declaring(side, side), LIMIT)
+
+
+def test_a_real_decompression_bomb_is_refused():
+    bomb = encode(Image.new("1", (12_000, 12_000)), "PNG", optimize=True)
+    assert len(bomb) < 200_000
+    with pytest.raises(MediaUndecodableError, match="over the pixel limit"):
+        decode(bomb, LIMIT)
+
+
+def test_formats_outside_the_list_are_refused():
+    with pytest.raises(MediaUndecodableError):
+        decode(encode(gradient(), "PPM"), LIMIT)

@@ -1,0 +1,141 @@
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from services.matcher.handler import MatcherProcessor
+from services.matcher.registry import Registry
+from services.shared.config import BankPolicy, PolicySettings, TopicSettings
+from services.shared.errors import MalformedEventError
+from services.shared.metrics import MatcherMetrics
+from services.shared.schemas import (
+    EntryRegistered,
+    MediaHashed,
+    Signals,
+    VerdictIssued,
+    new_event,
+)
+from tests.records import record
+
+T = datetime(2026, 11, 25, tzinfo=UTC)
+BASE = "00" * 32
+
+
+def flip(code: str, bits: int) -> str:
+    """``code`` with its first ``bits`` bits inverted."""
+    value = int(code, 16) ^ (((1 << bits) - 1) << (256 - bits))
+    return f"{value:064x}"
+
+
+def registration(entry_id, bank="kids", pdq=(), sha256=None):
+    return EntryRegistered(
+        entry_id=entry_id, bank=bank, signals=Signals(pdq=list(pdq), sha256=sha256, md5=None)
+    )
+
+
+def hashed(pdq=BASE, quality=100, sha256="1" * 64, upload_id="up-1"):
+    rotations = [pdq] + [flip(BASE, 128)] * 7
+    return MediaHashed(
+        upload_id=upload_id,
+        content_id="c-1",
+        uploaded_at=T,
+        sha256=sha256,
+        md5="2" * 32,
+        pdq=rotations,
+        pdq_quality=quality,
+        width=1,
+        height=1,
+        format="PNG",
+    )
+
+
+def processor(registry, **banks):
+    policies = PolicySettings(banks={name: BankPolicy(**p) for name, p in banks.items()})
+    return MatcherProcessor(TopicSettings(), policies, registry, MatcherMetrics())
+
+
+def verdict_of(result) -> VerdictIssued:
+    (out,) = result
+    return VerdictIssued.model_validate(json.loads(out.value)["data"])
+
+
+def test_registry_replaces_and_withdraws_entries():
+    registry = Registry()
+    registry.register(registration("e1", pdq=[BASE], sha256="a" * 64))
+    registry.register(registration("e1", pdq=[flip(BASE, 100)], sha256="b" * 64))
+    assert registry.counts() == {"pdq": 1, "sha256": 1, "md5": 0}
+    assert registry.exact("sha256", "a" * 64) == []
+    assert [e.entry_id for e in registry.exact("sha256", "b" * 64)] == ["e1"]
+    assert registry.withdraw("e1") is True
+    assert registry.withdraw("e1") is False
+    assert registry.counts() == {"pdq": 0, "sha256": 0, "md5": 0}
+
+
+def test_near_reports_each_entry_once_with_its_smallest_distance():
+    registry = Registry()
+    registry.register(registration("e1", pdq=[flip(BASE, 5), flip(BASE, 9)]))
+    (found,) = registry.near([[BASE, flip(BASE, 2)]], 31)
+    assert {e.entry_id: d for e, d in found.items()} == {"e1": 3}
+
+
+def test_a_close_pdq_hash_matches_and_a_far_one_is_clean():
+    registry = Registry()
+    registry.register(registration("e1", pdq=[flip(BASE, 31)]))
+    matcher = processor(registry)
+    last_40_bits = f"{(1 << 40) - 1:064x}"
+    near, far = hashed(), hashed(pdq=last_40_bits, upload_id="up-2")
+    events = [new_event(h, id=h.upload_id, source="t") for h in (near, far)]
+    first, second = (verdict_of(r) for r in matcher.process(events))
+    assert first.verdict == "match"
+    assert [(m.entry_id, m.signal, m.distance) for m in first.matches] == [("e1", "pdq", 31)]
+    assert second.verdict == "clean"
+
+
+def test_any_rotation_of_the_upload_can_match():
+    registry = Registry()
+    registry.register(registration("e1", pdq=[flip(BASE, 128)]))
+    (result,) = processor(registry).process([new_event(hashed(), id="u", source="t")])
+    assert verdict_of(result).matches[0].distance == 0
+
+
+def test_bank_thresholds_quality_floors_and_disabled_banks_apply():
+    registry = Registry()
+    registry.register(registration("strict-1", bank="strict", pdq=[flip(BASE, 10)]))
+    registry.register(registration("picky-1", bank="picky", pdq=[BASE]))
+    registry.register(registration("off-1", bank="off", pdq=[BASE], sha256="1" * 64))
+    matcher = processor(
+        registry, strict={"pdq_threshold": 8}, picky={"quality_floor": 90}, off={"enabled": False}
+    )
+    assert matcher.matches(hashed(quality=80), registry.near([hashed().pdq], 31)[0]) == []
+    assert [
+        m.entry_id
+        for m in matcher.matches(hashed(quality=95), registry.near([hashed().pdq], 31)[0])
+    ] == ["picky-1"]
+
+
+def test_equal_sha256_matches_whatever_the_pdq():
+    registry = Registry()
+    registry.register(registration("e1", sha256="1" * 64))
+    (result,) = processor(registry).process([new_event(hashed(quality=0), id="u", source="t")])
+    assert [(m.entry_id, m.signal) for m in verdict_of(result).matches] == [("e1", "sha256")]
+
+
+def test_a_broken_hashes_record_still_gets_an_error_verdict():
+    raw = json.dumps(
+        {"type": "eraser.media.hashed.v1", "data": {"upload_id": "up-9", "content_id": "c-9"}}
+    ).encode()
+    broken = record(raw, topic="eraser.hashes", key=b"c-9")
+    (out,) = processor(Registry()).on_poison(broken, MalformedEventError("invalid event"))
+    verdict = verdict_of([out])
+    assert (verdict.upload_id, verdict.verdict, verdict.error) == ("up-9", "error", "invalid event")
+    assert processor(Registry()).on_poison(record(b"junk"), MalformedEventError("x")) == []
+
+
+@pytest.mark.parametrize("quality", [49, 50])
+def test_the_default_quality_floor_is_fifty(quality):
+    registry = Registry()
+    registry.register(registration("e1", pdq=[BASE]))
+    (result,) = processor(registry).process(
+        [new_event(hashed(quality=quality), id="u", source="t")]
+    )
+    assert verdict_of(result).verdict == ("match" if quality >= 50 else "clean")
