@@ -81,7 +81,7 @@ EDITS: dict[str, Callable[[Image.Image, bytes], bytes]] = {
 
 def scenario() -> list[DemoUpload]:
     """Every upload of the demo: two edits of each protected photo, unrelated photos, junk."""
-    uploads = []
+    uploads: list[DemoUpload] = []
     edit_names = list(EDITS)
     for index, name in enumerate(PROTECTED):
         data = photo(name)

@@ -13,7 +13,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from services.shared.errors import MediaUndecodableError
 
@@ -52,7 +52,7 @@ def decode(data: bytes, max_pixels: int) -> Decoded:
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             image = Image.open(io.BytesIO(data), formats=FORMATS)
-        except Image.UnidentifiedImageError:
+        except UnidentifiedImageError:
             raise MediaUndecodableError("not an image in a supported format") from None
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise MediaUndecodableError("image is over the pixel limit") from None

@@ -96,7 +96,7 @@ class PdqIndex:
         total = self._index.ntotal
         keys = self._keys[:total]
         live = ~np.isin(keys, np.fromiter(self._dead, dtype=np.int64, count=len(self._dead)))
-        codes = faiss.vector_to_array(self._index.xb).reshape(total, CODE_BYTES)
+        codes = self._index.reconstruct_n(0, total)
         fresh = faiss.IndexBinaryFlat(BITS)
         fresh.add(np.ascontiguousarray(codes[live]))
         self._index, self._keys = fresh, keys[live].copy()

@@ -64,7 +64,7 @@ class Registry:
             entry = Entry(registration.entry_id, registration.bank, signals.sha256, signals.md5)
             self._key_of[entry.entry_id] = key
             self._entries[key] = entry
-            for signal, digest in (("sha256", signals.sha256), ("md5", signals.md5)):
+            for signal, digest in _digests(signals.sha256, signals.md5):
                 if digest is not None:
                     self._exact[signal][digest].add(key)
                     self._exact_count[signal] += 1
@@ -101,7 +101,7 @@ class Registry:
         if key is None:
             return False
         entry = self._entries.pop(key)
-        for signal, digest in (("sha256", entry.sha256), ("md5", entry.md5)):
+        for signal, digest in _digests(entry.sha256, entry.md5):
             if digest is not None:
                 keys = self._exact[signal][digest]
                 keys.discard(key)
@@ -110,6 +110,10 @@ class Registry:
                     del self._exact[signal][digest]
         self._pdq.remove(key)
         return True
+
+
+def _digests(sha256: str | None, md5: str | None) -> list[tuple[Signal, str | None]]:
+    return [("sha256", sha256), ("md5", md5)]
 
 
 class RegistryFollower:

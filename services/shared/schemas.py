@@ -245,7 +245,8 @@ def new_event(
     data: DataT, *, id: str, source: str, time: datetime | None = None
 ) -> CloudEvent[DataT]:
     """Wrap ``data`` in a CloudEvent of its own type."""
-    return CloudEvent[type(data)](  # type: ignore[misc]
+    envelope: Any = CloudEvent[type(data)]  # type: ignore[misc]
+    event: CloudEvent[DataT] = envelope(
         specversion=SPEC_VERSION,
         id=id,
         source=source,
@@ -253,6 +254,7 @@ def new_event(
         time=time or now(),
         data=data,
     )
+    return event
 
 
 def encode(event: CloudEvent[Any]) -> bytes:

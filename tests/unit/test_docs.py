@@ -11,5 +11,9 @@ def test_every_json_example_in_the_event_docs_is_a_valid_event():
     examples = re.findall(r"```json\n(.*?)```", text, flags=re.S)
     assert len(examples) == 4
     types = [parse_any(example.encode()).type for example in examples]
-    assert types == ["eraser.upload.v1", "eraser.verdict.v1", "eraser.action.v1",
-                     "eraser.registration.v1"]
+    assert types == [
+        "eraser.upload.v1",
+        "eraser.verdict.v1",
+        "eraser.action.v1",
+        "eraser.registration.v1",
+    ]
