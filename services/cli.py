@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import re
+import secrets
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -93,6 +94,13 @@ def _run(args: argparse.Namespace) -> int:
             "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
             "KAFKA_MAX_POLL_INTERVAL_MS": os.environ.get("KAFKA_MAX_POLL_INTERVAL_MS", "3000"),
         }
+        if not os.environ.get("ERASER_ACTIONS_SIGNING_KEY"):
+            env["ERASER_ACTIONS_SIGNING_KEY"] = secrets.token_hex(32)
+            print(
+                "actions are signed with a throw-away key; set ERASER_ACTIONS_SIGNING_KEY "
+                "to verify them",
+                file=sys.stderr,
+            )
         print(
             f"embedded Kafka-compatible broker (Tansu, in memory) at {broker.bootstrap_servers}; "
             f"export KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap_servers} to talk to it",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import io
+import secrets
 import tempfile
 import time
 import uuid
@@ -137,6 +138,7 @@ def run_demo(out: Callable[[str], None] = print) -> int:
             "ERASER_INGEST_HTTP_PORT": "0",
             "ERASER_MATCHER_HTTP_PORT": "0",
             "ERASER_ACTIONS_HTTP_PORT": "0",
+            "ERASER_ACTIONS_SIGNING_KEY": secrets.token_hex(32),
         }
         with Pipeline(env, log_dir=root):
             entries = _register(kafka, topics, out)
@@ -186,7 +188,7 @@ def _collect(
     deadline = time.monotonic() + timeout_s
     settle_until = None
     while time.monotonic() < deadline and (settle_until is None or time.monotonic() < settle_until):
-        for topic, event in reader.read(timeout_ms=200):
+        for topic, event, _ in reader.read(timeout_ms=200):
             if topic == topics.verdicts and isinstance(event.data, VerdictIssued):
                 verdicts[event.data.upload_id] = event.data
             elif isinstance(event.data, ActionDecided):

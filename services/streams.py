@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from kafka import KafkaConsumer, TopicPartition
 
@@ -55,6 +55,14 @@ class UploadPublisher:
         self._producer.close(timeout=10)
 
 
+class Received(NamedTuple):
+    """An event read from a topic, with the bytes it arrived as."""
+
+    topic: str
+    event: CloudEvent[Any]
+    raw: bytes
+
+
 class EventReader:
     """Reads and parses every event on some topics, from the beginning."""
 
@@ -70,11 +78,11 @@ class EventReader:
         self._consumer.assign(partitions)
         self._consumer.seek_to_beginning(*partitions)
 
-    def read(self, timeout_ms: int = 200) -> list[tuple[str, CloudEvent[Any]]]:
-        """The events that arrived since the last read, as (topic, event)."""
+    def read(self, timeout_ms: int = 200) -> list[Received]:
+        """The events that arrived since the last read."""
         batches = self._consumer.poll(timeout_ms=timeout_ms)
         return [
-            (record.topic, parse_any(record.value))
+            Received(record.topic, parse_any(record.value), record.value)
             for tp in sorted(batches)
             for record in batches[tp]
             if record.value is not None

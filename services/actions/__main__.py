@@ -8,16 +8,21 @@ from services.actions.handler import ActionsProcessor, RecentIds
 from services.shared import logging as eraser_logging
 from services.shared.config import ActionsSettings
 from services.shared.metrics import ActionsMetrics
-from services.shared.service import run_service, stop_on_signals
+from services.shared.service import load_settings, run_service, stop_on_signals
 
 
 def main() -> int:
     """Read settings, wire real adapters, consume verdicts until stopped."""
     eraser_logging.configure("actions")
-    settings = ActionsSettings()
+    settings = load_settings(ActionsSettings)
     metrics = ActionsMetrics()
     processor = ActionsProcessor(
-        settings.topics, settings.policies, metrics, RecentIds(settings.dedup_window)
+        settings.topics,
+        settings.policies,
+        metrics,
+        RecentIds(settings.dedup_window),
+        settings.signing_key.get_secret_value().encode(),
+        settings.signing_key_id,
     )
     return run_service(
         service="actions",

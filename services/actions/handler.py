@@ -2,7 +2,8 @@
 
 Each action's CloudEvent id is derived from (content id, entry id, action), so the same decision
 always has the same id. Ids published recently are remembered and not published again; a removal
-service drops any repeat that still gets through (after a restart, say) by the same id.
+service drops any repeat that still gets through (after a restart, say) by the same id. Every
+action is signed (``signing.py``).
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from collections.abc import Sequence
 from kafka.consumer.fetcher import ConsumerRecord
 
 from services.actions.policy import decide
+from services.actions.signing import sign
 from services.shared.config import PolicySettings, TopicSettings
 from services.shared.errors import PoisonError
 from services.shared.kafka import Outgoing, Result
 from services.shared.metrics import ActionsMetrics
-from services.shared.schemas import CloudEvent, VerdictIssued, event_id, new_event, now
+from services.shared.schemas import CloudEvent, VerdictIssued, encode, event_id, new_event, now
 
 SOURCE = "urn:eraser:actions"
 
@@ -51,11 +53,15 @@ class ActionsProcessor:
         policies: PolicySettings,
         metrics: ActionsMetrics,
         recent: RecentIds,
+        signing_key: bytes,
+        signing_key_id: str,
     ) -> None:
         self._topics = topics
         self._policies = policies
         self._metrics = metrics
         self._recent = recent
+        self._signing_key = signing_key
+        self._signing_key_id = signing_key_id
 
     def process(self, events: Sequence[CloudEvent[VerdictIssued]]) -> list[Result]:
         """The new actions of each verdict (none for clean and error verdicts)."""
@@ -73,8 +79,9 @@ class ActionsProcessor:
                 self._metrics.repeats_dropped.inc()
                 continue
             self._metrics.actions.labels(action.action).inc()
-            event = new_event(action, id=id_, source=SOURCE)
+            event = encode(new_event(action, id=id_, source=SOURCE))
+            signed = sign(event, self._signing_key, self._signing_key_id)
             outgoing.append(
-                Outgoing.event(self._topics.actions, action.content_id, event, "action")
+                Outgoing(self._topics.actions, action.content_id.encode(), signed, "action")
             )
         return outgoing

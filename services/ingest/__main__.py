@@ -9,13 +9,13 @@ from services.ingest.handler import IngestProcessor
 from services.shared import logging as eraser_logging
 from services.shared.config import IngestSettings
 from services.shared.metrics import IngestMetrics
-from services.shared.service import run_service, stop_on_signals
+from services.shared.service import load_settings, run_service, stop_on_signals
 
 
 def main() -> int:
     """Read settings, wire real adapters, consume uploads until stopped."""
     eraser_logging.configure("ingest")
-    settings = IngestSettings()
+    settings = load_settings(IngestSettings)
     metrics = IngestMetrics()
     processor = IngestProcessor(
         settings.topics, MediaFetcher(settings.media), settings.media.max_pixels, metrics

@@ -13,13 +13,13 @@ from services.matcher.registry import Registry, RegistryFollower
 from services.shared import logging as eraser_logging
 from services.shared.config import MatcherSettings
 from services.shared.metrics import Health, MatcherMetrics
-from services.shared.service import run_service, stop_on_signals
+from services.shared.service import load_settings, run_service, stop_on_signals
 
 
 def main() -> int:
     """Read settings, replay the registry, consume hashed uploads until stopped."""
     eraser_logging.configure("matcher")
-    settings = MatcherSettings()
+    settings = load_settings(MatcherSettings)
     metrics = MatcherMetrics()
     health = Health()
     stop = stop_on_signals()

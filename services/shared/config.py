@@ -191,3 +191,6 @@ class ActionsSettings(ServiceSettings):
     dedup_window: int = Field(
         default=1_000_000, ge=0, description="How many recent action ids to remember."
     )
+    # No default: unsigned actions would be refused by removal services, so refuse to start.
+    signing_key: SecretStr = Field(min_length=16, description="HMAC-SHA256 key for actions.")
+    signing_key_id: str = Field(default="1", pattern=r"^[A-Za-z0-9._-]{1,64}$")

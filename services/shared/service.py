@@ -11,15 +11,31 @@ import logging
 import signal
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import faiss
+from pydantic import ValidationError
 
 from services.shared.config import ServiceSettings
 from services.shared.kafka import ConsumeLoop, Processor, make_consumer, make_producer
 from services.shared.metrics import Health, ServiceMetrics, serve
 
 log = logging.getLogger(__name__)
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
+
+
+def load_settings(settings_type: type[SettingsT]) -> SettingsT:
+    """Read settings from the environment, or exit 2 naming what is missing or wrong."""
+    try:
+        return settings_type()
+    except ValidationError as error:
+        prefix = str(settings_type.model_config.get("env_prefix", ""))
+        problems = [
+            f"{prefix}{'_'.join(str(part) for part in item['loc']).upper()}: {item['msg']}"
+            for item in error.errors(include_url=False, include_input=False)
+        ]
+        log.error("invalid configuration", extra={"fields": {"problems": problems}})
+        raise SystemExit(2) from None
 
 
 def stop_on_signals() -> threading.Event:

@@ -8,6 +8,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from services.actions.signing import verify
 from services.pipeline import Pipeline
 from services.registrar import RegistryPublisher, hash_file
 from services.shared.config import KafkaSettings, TopicSettings
@@ -16,6 +17,7 @@ from services.shared.topics import ensure_topics
 from services.streams import EventReader, UploadPublisher
 
 _COUNTER = itertools.count()
+SIGNING_KEY = b"integration-test-signing-key"
 
 
 class Eraser:
@@ -51,6 +53,7 @@ class Eraser:
             "KAFKA_MAX_POLL_INTERVAL_MS": "3000",
             "ERASER_MEDIA_ROOT": str(self.media_root),
             "ERASER_BANKS": json.dumps(banks or {}),
+            "ERASER_ACTIONS_SIGNING_KEY": SIGNING_KEY.decode(),
         }
         self.env = env
         ensure_topics(self.kafka, self.topics)
@@ -59,6 +62,7 @@ class Eraser:
         self._reader = EventReader(self.kafka, [self.topics.verdicts, self.topics.actions])
         self.verdicts: defaultdict[str, list[VerdictIssued]] = defaultdict(list)
         self.actions: list[ActionDecided] = []
+        self.action_ids: list[str] = []
 
     def register(self, bank: str, images: dict[str, bytes]) -> dict[str, str]:
         """Register images in ``bank``; their entry ids by name."""
@@ -101,11 +105,13 @@ class Eraser:
         return {u: self.verdicts[u][0] for u in upload_ids if u in self.verdicts}
 
     def read(self, timeout_ms: int = 200) -> None:
-        for topic, event in self._reader.read(timeout_ms):
+        for topic, event, raw in self._reader.read(timeout_ms):
             if topic == self.topics.verdicts:
                 self.verdicts[event.data.upload_id].append(event.data)
             else:
+                assert verify(raw, {"1": SIGNING_KEY}), "every action is signed"
                 self.actions.append(event.data)
+                self.action_ids.append(event.id)
 
     def settle(self, seconds: float = 1.5) -> None:
         """Keep reading for a while, so late or unexpected records show up."""

@@ -3,11 +3,14 @@ from datetime import UTC, datetime
 
 from services.actions.handler import ActionsProcessor, RecentIds
 from services.actions.policy import decide, strongest_per_entry
+from services.actions.signing import verify
 from services.shared.config import BankPolicy, PolicySettings, TopicSettings
 from services.shared.metrics import ActionsMetrics
 from services.shared.schemas import Match, VerdictIssued, new_event
+from services.streams import parse_any
 
 T = datetime(2026, 11, 25, tzinfo=UTC)
+KEY = b"0123456789abcdef0123456789abcdef"
 
 
 def verdict(*matches, content_id="c-1", upload_id="u-1"):
@@ -63,7 +66,7 @@ def test_clean_verdicts_lead_to_no_action():
 
 
 def _processor():
-    return ActionsProcessor(TopicSettings(), POLICIES, ActionsMetrics(), RecentIds(100))
+    return ActionsProcessor(TopicSettings(), POLICIES, ActionsMetrics(), RecentIds(100), KEY, "k1")
 
 
 def test_a_repeated_decision_is_published_once_with_a_stable_id():
@@ -82,3 +85,38 @@ def test_recent_ids_forget_the_oldest():
     recent = RecentIds(2)
     assert [recent.add(x) for x in "abca"] == [True, True, True, True]
     assert recent.add("c") is False
+
+
+def _signed_action():
+    (out,) = _processor().process([new_event(verdict(m("a", "sha256")), id="v", source="t")])[0]
+    return out.value
+
+
+def test_actions_are_signed_and_verify_with_the_right_key():
+    signed = _signed_action()
+    assert json.loads(signed)["sigkeyid"] == "k1"
+    assert verify(signed, {"k1": KEY})
+    assert parse_any(signed).data.action == "remove"  # still a valid action event
+
+
+def test_a_tampered_action_fails_verification():
+    document = json.loads(_signed_action())
+    for field, value in (("action", "hide"), ("content_id", "someone-else")):
+        tampered = {**document, "data": {**document["data"], field: value}}
+        assert not verify(json.dumps(tampered).encode(), {"k1": KEY})
+    assert not verify(json.dumps({**document, "id": "other"}).encode(), {"k1": KEY})
+
+
+def test_a_wrong_or_unknown_key_fails_verification():
+    signed = _signed_action()
+    assert not verify(signed, {"k1": b"another-key-of-sixteen+"})
+    assert not verify(signed, {"k2": KEY})
+    unsigned = {k: v for k, v in json.loads(signed).items() if k != "signature"}
+    assert not verify(json.dumps(unsigned).encode(), {"k1": KEY})
+    assert not verify(b"not json", {"k1": KEY})
+
+
+def test_verification_does_not_depend_on_key_order_or_whitespace():
+    document = json.loads(_signed_action())
+    reordered = json.dumps(dict(reversed(list(document.items()))), indent=2).encode()
+    assert verify(reordered, {"k1": KEY})
