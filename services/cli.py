@@ -62,6 +62,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(command=_demo)
 
+    bench = commands.add_parser("bench", help="benchmarks: print a table and write JSON")
+    benches = bench.add_subparsers(required=True, metavar="BENCHMARK")
+    chaos = benches.add_parser(
+        "chaos", help="SIGKILL every service while uploads flow; check delivery"
+    )
+    chaos.add_argument("--uploads", type=int, default=10_000)
+    chaos.add_argument("--kills", type=int, default=3, help="SIGKILLs per service")
+    chaos.add_argument("--seed", type=int, default=1)
+    chaos.add_argument("--json", type=Path, default=Path("results/chaos.json"))
+    chaos.set_defaults(command=_bench_chaos)
+    hostile = benches.add_parser("hostile", help="the hostile-input corpus through the pipeline")
+    hostile.add_argument("--json", type=Path, default=Path("results/hostile.json"))
+    hostile.set_defaults(command=_bench_hostile)
+
     schemas = commands.add_parser("schemas", help="write the JSON Schema of the public events")
     schemas.add_argument("--out", type=Path, default=SCHEMA_DIR)
     schemas.add_argument("--check", action="store_true", help="fail if the files are out of date")
@@ -170,6 +184,18 @@ def _demo(args: argparse.Namespace) -> int:
     from services.demo import run_demo
 
     return run_demo()
+
+
+def _bench_chaos(args: argparse.Namespace) -> int:
+    from services.bench import commands
+
+    return commands.chaos(args.uploads, args.kills, args.seed, args.json)
+
+
+def _bench_hostile(args: argparse.Namespace) -> int:
+    from services.bench import commands
+
+    return commands.hostile(args.json)
 
 
 def _schemas(args: argparse.Namespace) -> int:

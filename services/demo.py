@@ -22,6 +22,7 @@ from PIL import Image, ImageOps
 
 from services.pipeline import Pipeline
 from services.registrar import RegistryPublisher, hash_file
+from services.samples import photo_bytes as photo
 from services.shared.broker import EmbeddedBroker
 from services.shared.config import KafkaSettings, TopicSettings
 from services.shared.schemas import ActionDecided, Match, UploadReceived, VerdictIssued
@@ -47,17 +48,6 @@ class DemoUpload:
     description: str
     data: bytes
     copies: str | None
-
-
-def photo(name: str) -> bytes:
-    """The bytes of a photograph bundled with scikit-image (no download)."""
-    try:
-        import skimage
-    except ImportError as missing:
-        raise SystemExit(
-            "the demo photos come from scikit-image: pip install 'eraser[demo]'"
-        ) from missing
-    return (Path(skimage.__file__).parent / "data" / name).read_bytes()
 
 
 def _encode(image: Image.Image, fmt: str, **options: object) -> bytes:

@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-
-def photo_bytes(name: str) -> bytes:
-    """A photograph bundled inside the scikit-image wheel."""
-    import skimage
-
-    return (Path(skimage.__file__).parent / "data" / name).read_bytes()
+from services.samples import photo_bytes
 
 
 def photo(name: str) -> Image.Image:

@@ -86,9 +86,12 @@ class MediaFetcher:
         if len(encoded) > (self._settings.max_media_bytes + 2) // 3 * 4:
             raise MediaRejectedError("media_b64 is over the byte cap")
         try:
-            return base64.b64decode(encoded, validate=True)
+            data = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError):
             raise MediaRejectedError("media_b64 is not valid base64") from None
+        if len(data) > self._settings.max_media_bytes:
+            raise MediaRejectedError("media_b64 is over the byte cap")
+        return data
 
     def _file(self, url: str) -> bytes:
         root = self._settings.media_root

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.harness import Eraser
+from services.bench.deployment import Deployment
 
 
 @pytest.fixture
@@ -10,8 +10,8 @@ def make_eraser(broker, tmp_path):
     """Start an isolated eraser (own topics, groups and processes) on the session broker."""
     started = []
 
-    def make(banks=None, start=True):
-        eraser = Eraser(broker.bootstrap_servers, tmp_path, banks)
+    def make(banks=None, start=True, env=None):
+        eraser = Deployment(broker.bootstrap_servers, tmp_path, banks, env)
         if start:
             eraser.pipeline.start()
         started.append(eraser)

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 
 from kafka import KafkaProducer
 
+from services.bench.deployment import Deployment
 from tests.images import photo_bytes
-from tests.integration.harness import Eraser
 
 
 def _eraser(*args, env, **kwargs):
@@ -28,7 +28,9 @@ def _eraser(*args, env, **kwargs):
 
 
 def test_run_register_withdraw_with_any_kafka_client(broker, tmp_path):
-    eraser = Eraser(broker.bootstrap_servers, tmp_path)  # topics and env only; `eraser run` starts
+    eraser = Deployment(
+        broker.bootstrap_servers, tmp_path
+    )  # topics and env only; `eraser run` starts
     photos = tmp_path / "protected"
     photos.mkdir()
     (photos / "coffee.png").write_bytes(photo_bytes("coffee.png"))

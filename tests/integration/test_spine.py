@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import time
 
-from kafka import KafkaConsumer, TopicPartition
 from PIL import ImageOps
 
 from tests.images import encode, photo, photo_bytes
@@ -53,18 +52,6 @@ EXPECTED_ACTIONS = {
 }
 
 
-def _dead_letters(eraser, topic):
-    consumer = KafkaConsumer(enable_auto_commit=False, **eraser.kafka.client_options())
-    partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
-    consumer.assign(partitions)
-    consumer.seek_to_beginning(*partitions)
-    records = []
-    for _ in range(10):
-        records += [r for batch in consumer.poll(300).values() for r in batch]
-    consumer.close()
-    return records
-
-
 def test_copies_match_unrelated_photos_do_not_and_withdrawal_takes_effect(make_eraser):
     eraser = make_eraser(banks=BANKS)
     entries = eraser.register(
@@ -99,8 +86,9 @@ def test_copies_match_unrelated_photos_do_not_and_withdrawal_takes_effect(make_e
     got = {(a.content_id, names[a.entry_id], a.action) for a in eraser.actions}
     assert got == EXPECTED_ACTIONS
     assert len(eraser.actions) == len(EXPECTED_ACTIONS), "no repeated actions"
+    assert eraser.unsigned_actions == 0
 
-    (dead,) = _dead_letters(eraser, eraser.topics.ingest_dlq)
+    (dead,) = eraser.dead_letters(eraser.topics.ingest_dlq)
     headers = dict(dead.headers)
     assert headers["eraser-error-class"] == b"MediaUndecodableError"
     assert headers["eraser-source-topic"] == eraser.topics.uploads.encode()

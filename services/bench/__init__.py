@@ -1,0 +1,1 @@
+"""Benchmarks and the deployment harness they share with the integration tests."""

@@ -1,0 +1,122 @@
+"""``eraser bench ...``: benchmarks that print a table and write the same numbers as JSON.
+
+Each runs on the embedded broker, or on the cluster in KAFKA_BOOTSTRAP_SERVERS when it is set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from services.bench.chaos import run_chaos
+from services.bench.deployment import Deployment
+from services.bench.hostile import CORPUS_ENV, Origin, corpus, default_canary, run_corpus
+from services.bench.report import table, write_json
+from services.shared.broker import EmbeddedBroker
+
+Out = Callable[[str], None]
+MEMORY_LIMIT = 1024**3
+
+
+@contextlib.contextmanager
+def broker() -> Iterator[str]:
+    """The bootstrap servers to use: KAFKA_BOOTSTRAP_SERVERS, or a fresh embedded broker."""
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        yield os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+        return
+    with EmbeddedBroker() as embedded:
+        yield embedded.bootstrap_servers
+
+
+def chaos(uploads: int, kills: int, seed: int, json_path: Path, out: Out = print) -> int:
+    """Run the chaos check and report it; 0 if it passed."""
+    session_env = {"KAFKA_SESSION_TIMEOUT_MS": "3000"}  # notice killed members sooner
+    with broker() as bootstrap, tempfile.TemporaryDirectory(prefix="eraser-chaos-") as folder:
+        deployment = Deployment(bootstrap, Path(folder), env=session_env, partitions=6)
+        try:
+            result = run_chaos(deployment, uploads, kills, seed)
+        finally:
+            deployment.close()
+    out(table(("measure", "value", "requirement"), result.rows()))
+    out(f"chaos check {'PASSED' if result.passed else 'FAILED'}")
+    write_json(
+        json_path,
+        "chaos",
+        {
+            "uploads": uploads,
+            "kills_per_service": kills,
+            "seed": seed,
+            "passed": result.passed,
+            "result": vars(result),
+        },
+    )
+    return 0 if result.passed else 1
+
+
+def hostile(json_path: Path, out: Out = print) -> int:
+    """Run the hostile-input corpus and report it; 0 if every case passed."""
+    canary = default_canary()
+    with broker() as bootstrap, tempfile.TemporaryDirectory(prefix="eraser-hostile-") as folder:
+        origin = Origin(canary)
+        deployment = Deployment(bootstrap, Path(folder), env=CORPUS_ENV)
+        try:
+            deployment.register("bench", {"coffee": _coffee()})
+            deployment.pipeline.start()
+            cases = corpus(deployment.media_root, origin, int(CORPUS_ENV["ERASER_MAX_MEDIA_BYTES"]))
+            outcomes, peak = run_corpus(deployment, cases, canary)
+        finally:
+            deployment.close()
+            origin.close()
+    rows = [
+        (
+            o.case.name,
+            o.case.expect,
+            o.verdict or "-",
+            o.dead_letter or "-",
+            o.reason or "-",
+            "ok" if o.canary_ok else "MISSED",
+            "pass" if o.passed else "FAIL",
+        )
+        for o in outcomes
+    ]
+    out(
+        table(
+            ("case", "expected", "verdict", "dead letter", "reason", "next upload", "result"), rows
+        )
+    )
+    passed = sum(o.passed for o in outcomes)
+    out(
+        f"{passed}/{len(outcomes)} cases passed; ingest peak RSS {peak / 2**20:.0f} MiB "
+        f"(limit {MEMORY_LIMIT / 2**20:.0f} MiB); no service restarted"
+    )
+    write_json(
+        json_path,
+        "hostile",
+        {
+            "cases": len(outcomes),
+            "passed": passed,
+            "ingest_peak_rss_bytes": peak,
+            "outcomes": [
+                {
+                    "case": o.case.name,
+                    "expected": o.case.expect,
+                    "verdict": o.verdict,
+                    "dead_letter": o.dead_letter,
+                    "reason": o.reason,
+                    "canary_ok": o.canary_ok,
+                    "passed": o.passed,
+                }
+                for o in outcomes
+            ],
+        },
+    )
+    return 0 if passed == len(outcomes) and peak < MEMORY_LIMIT else 1
+
+
+def _coffee() -> bytes:
+    from services.samples import photo_bytes
+
+    return photo_bytes("coffee.png")
