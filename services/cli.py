@@ -39,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
         one = commands.add_parser(service, help=f"run the {service} service alone")
         one.set_defaults(command=_service(service))
 
+    topics = commands.add_parser("topics", help="create the topics that do not exist yet")
+    topics.set_defaults(command=_topics)
+
     register = commands.add_parser("register", help="hash images and publish their registrations")
     register.add_argument("--bank", required=True, help="bank to register into")
     register.add_argument(
@@ -134,6 +137,15 @@ def _run(args: argparse.Namespace) -> int:
         if broker is not None:
             broker.stop()
     return 0 if stop.is_set() and not any(codes.values()) else 1
+
+
+def _topics(args: argparse.Namespace) -> int:
+    from services.shared.config import KafkaSettings, TopicSettings
+    from services.shared.topics import ensure_topics
+
+    for name in ensure_topics(KafkaSettings(), TopicSettings()):
+        print(f"created\t{name}")
+    return 0
 
 
 def _register(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -136,6 +137,7 @@ class RegistryFollower:
         self._stop = stop
         self._on_failure = on_failure
         self._caught_up = threading.Event()
+        self._last_applied_ms = 0
         self._thread = threading.Thread(target=self._run, name="registry", daemon=True)
 
     def start(self) -> RegistryFollower:
@@ -175,6 +177,7 @@ class RegistryFollower:
             for tp in sorted(batches):
                 for record in batches[tp]:
                     self._apply(record)
+                    self._last_applied_ms = max(self._last_applied_ms, record.timestamp)
             self._report(consumer, partitions)
             if not batches and all(consumer.position(tp) >= replay_end[tp] for tp in partitions):
                 if not self._caught_up.is_set():
@@ -224,5 +227,8 @@ class RegistryFollower:
             if highwater is not None:
                 behind += max(0, highwater - consumer.position(tp))
         self._metrics.registry_behind.set(behind)
+        # Like a replica's "seconds behind": the age of the newest record applied, while behind.
+        age = time.time() - self._last_applied_ms / 1000 if self._last_applied_ms else 0.0
+        self._metrics.registry_lag_seconds.set(max(0.0, age) if behind else 0.0)
         for signal, count in self._registry.counts().items():
             self._metrics.index_entries.labels(signal).set(count)

@@ -166,27 +166,38 @@ class ConsumeLoop(Generic[DataT]):
         outgoing: list[Outgoing] = []
         for record, item in zip(records, parsed, strict=True):
             result = item if isinstance(item, PoisonError) else next(results)
-            outgoing.extend(
-                self._reject(record, result) if isinstance(result, PoisonError) else result
-            )
-            self._metrics.consumed.labels(
-                "dead_lettered" if isinstance(result, PoisonError) else "ok"
-            ).inc()
+            produced = self._reject(record, result) if isinstance(result, PoisonError) else result
+            outgoing.extend(produced)
+            self._log_record(record, item, result, produced)
         return outgoing
 
-    def _reject(self, record: ConsumerRecord, error: PoisonError) -> list[Outgoing]:
-        log.warning(
-            "dead-lettered a record",
-            extra={
-                "fields": {
-                    "reason": error.reason,
-                    "error_class": error.kind,
-                    "topic": record.topic,
-                    "partition": record.partition,
-                    "offset": record.offset,
-                }
-            },
+    def _log_record(
+        self,
+        record: ConsumerRecord,
+        item: CloudEvent[DataT] | PoisonError,
+        result: Result,
+        produced: list[Outgoing],
+    ) -> None:
+        """One log line per record: where it was, its event id, what became of it. No payload."""
+        poisoned = isinstance(result, PoisonError)
+        fields: dict[str, object] = {
+            "topic": record.topic,
+            "partition": record.partition,
+            "offset": record.offset,
+            "event_id": None if isinstance(item, PoisonError) else item.id,
+            "outcome": "dead_lettered" if poisoned else "ok",
+            "produced": [out.kind for out in produced],
+        }
+        if isinstance(result, PoisonError):
+            fields |= {"error_class": result.kind, "reason": result.reason}
+        log.log(
+            logging.WARNING if poisoned else logging.INFO,
+            "processed a record",
+            extra={"fields": fields},
         )
+        self._metrics.consumed.labels(fields["outcome"]).inc()
+
+    def _reject(self, record: ConsumerRecord, error: PoisonError) -> list[Outgoing]:
         self._metrics.dead_letters.labels(error.kind).inc()
         return [
             dead_letter(record, error, self._dlq_topic, self._service),

@@ -209,6 +209,11 @@ class MatcherMetrics(ServiceMetrics):
             "Registry records not yet applied to the index.",
             registry=self.registry,
         )
+        self.registry_lag_seconds = Gauge(
+            "eraser_matcher_registry_lag_seconds",
+            "While behind the registry topic, the age of the newest record applied; else 0.",
+            registry=self.registry,
+        )
         self.init_stages(["search"])
         self.init_produced(["verdict", "dlq"])
         _initialise(self.verdicts, ["clean", "match", "error"])
