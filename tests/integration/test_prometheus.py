@@ -127,6 +127,10 @@ def test_prometheus_scrapes_every_service_and_the_series_move(broker, tmp_path, 
                 expression
             )
         assert prometheus.value("count(eraser_ingest_consumer_lag_messages)") >= 1
+        for port in ports.values():
+            for probe in ("healthz", "readyz"):
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/{probe}", timeout=5) as r:
+                    assert r.status == 200
         assert prometheus.value("max(eraser_matcher_registry_lag_seconds)") == 0
 
         rules = [r for g in prometheus.api("rules")["groups"] for r in g["rules"]]
