@@ -5,17 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import secrets
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from services.admin.commands import add_commands as add_admin_commands
 from services.shared import logging as eraser_logging
-from services.shared.errors import PoisonError
 
 SCHEMA_DIR = Path("docs/schemas")
-_BANK = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -42,23 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     topics = commands.add_parser("topics", help="create the topics that do not exist yet")
     topics.set_defaults(command=_topics)
 
-    register = commands.add_parser("register", help="hash images and publish their registrations")
-    register.add_argument("--bank", required=True, help="bank to register into")
-    register.add_argument(
-        "--label",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="label to attach (repeatable)",
-    )
-    register.add_argument(
-        "paths", nargs="+", type=Path, metavar="PATH", help="image files or folders"
-    )
-    register.set_defaults(command=_register)
-
-    withdraw = commands.add_parser("withdraw", help="withdraw registered entries")
-    withdraw.add_argument("entry_ids", nargs="+", metavar="ENTRY_ID")
-    withdraw.set_defaults(command=_withdraw)
+    add_admin_commands(commands)
 
     demo = commands.add_parser(
         "demo", help="run the pipeline on real photos and print the verdicts"
@@ -145,50 +127,6 @@ def _topics(args: argparse.Namespace) -> int:
 
     for name in ensure_topics(KafkaSettings(), TopicSettings()):
         print(f"created\t{name}")
-    return 0
-
-
-def _register(args: argparse.Namespace) -> int:
-    from services.registrar import RegistryPublisher, hash_file, image_paths
-    from services.shared.config import KafkaSettings, PolicySettings, TopicSettings
-
-    if not _BANK.match(args.bank):
-        print(
-            "--bank must be lower-case letters, digits, '_', '.' or '-' (at most 64)",
-            file=sys.stderr,
-        )
-        return 2
-    labels = dict(label.split("=", 1) for label in args.label if "=" in label)
-    floor = PolicySettings().for_bank(args.bank).quality_floor
-    registered, failed = [], 0
-    for path in image_paths(args.paths):
-        try:
-            hashed = hash_file(path.read_bytes(), args.bank, floor, labels)
-        except (OSError, PoisonError) as error:
-            reason = error.reason if isinstance(error, PoisonError) else type(error).__name__
-            print(f"error\t{path}\t{reason}", file=sys.stderr)
-            failed += 1
-            continue
-        if hashed.warning:
-            print(f"warning\t{path}\t{hashed.warning}", file=sys.stderr)
-        registered.append((path, hashed.registration))
-    publisher = RegistryPublisher(KafkaSettings(), TopicSettings().registry)
-    publisher.register(registration for _, registration in registered)
-    publisher.close()
-    for path, registration in registered:
-        print(f"{registration.entry_id}\t{path}")
-    return 1 if failed or not registered else 0
-
-
-def _withdraw(args: argparse.Namespace) -> int:
-    from services.registrar import RegistryPublisher
-    from services.shared.config import KafkaSettings, TopicSettings
-
-    publisher = RegistryPublisher(KafkaSettings(), TopicSettings().registry)
-    publisher.withdraw(args.entry_ids)
-    publisher.close()
-    for entry_id in args.entry_ids:
-        print(f"withdrawn\t{entry_id}")
     return 0
 
 

@@ -20,8 +20,9 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
+from services.admin.publishing import Publisher
 from services.pipeline import Pipeline
-from services.registrar import RegistryPublisher, hash_file
+from services.registrar import hash_file
 from services.samples import photo_bytes as photo
 from services.shared.broker import EmbeddedBroker
 from services.shared.config import KafkaSettings, TopicSettings
@@ -148,7 +149,7 @@ def run_demo(out: Callable[[str], None] = print) -> int:
 def _register(
     kafka: KafkaSettings, topics: TopicSettings, out: Callable[[str], None]
 ) -> dict[str, str]:
-    publisher = RegistryPublisher(kafka, topics.registry)
+    publisher = Publisher(kafka, topics)
     registrations = [
         hash_file(photo(name), "demo", quality_floor=50).registration for name in PROTECTED
     ]

@@ -1,9 +1,9 @@
-"""Registers protected images: hashes them locally and publishes only the hashes.
+"""Turns protected images into registrations: hashes computed locally, the image dropped.
 
-Behind ``eraser register`` and ``eraser withdraw``. The image bytes are read, hashed with the same
-decoder and PDQ code as ingest, and dropped; what goes to ``eraser.registry`` is an
-``eraser.registration.v1`` event keyed by entry id, or a tombstone to withdraw one. Entry ids are
-derived from (bank, SHA-256), so registering the same file twice updates one entry.
+Behind ``eraser register`` and the admin API's image upload. The bytes are hashed with the same
+decoder and PDQ code as ingest and never kept or sent anywhere; only the resulting
+``eraser.registration.v1`` is published (``admin/publishing.py``). Entry ids are derived from
+(bank, SHA-256), so registering the same file twice updates one entry.
 """
 
 from __future__ import annotations
@@ -13,15 +13,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from kafka import KafkaProducer
-
 from services.ingest.decoding import decode
 from services.ingest.hashing import digests, pdq
-from services.shared.config import KafkaSettings
-from services.shared.kafka import make_producer
-from services.shared.schemas import EntryRegistered, Signals, encode, new_event
+from services.shared.schemas import EntryRegistered, Signals
 
-SOURCE = "urn:eraser:registrar"
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 # Registration is an operator's action on their own files; the limit only guards against mistakes.
 _MAX_PIXELS = 200_000_000
@@ -75,43 +70,3 @@ def hash_file(
 def entry_id_for(bank: str, sha256: str) -> str:
     """The entry id of a file in a bank: stable, and reveals nothing beyond the digest."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"eraser:{bank}:{sha256}"))
-
-
-class RegistryPublisher:
-    """Publishes registrations and withdrawals to the registry topic."""
-
-    def __init__(
-        self, kafka: KafkaSettings, topic: str, producer: KafkaProducer | None = None
-    ) -> None:
-        self._topic = topic
-        self._producer = producer or make_producer(kafka)
-
-    def register(self, registrations: Iterable[EntryRegistered]) -> None:
-        """Publish registrations and wait until the broker has them."""
-        futures = []
-        for registration in registrations:
-            event = new_event(registration, id=str(uuid.uuid4()), source=SOURCE)
-            futures.append(
-                self._producer.send(
-                    self._topic, key=registration.entry_id.encode(), value=encode(event)
-                )
-            )
-        self._wait(futures)
-
-    def withdraw(self, entry_ids: Iterable[str]) -> None:
-        """Publish tombstones and wait until the broker has them."""
-        self._wait(
-            [
-                self._producer.send(self._topic, key=entry_id.encode(), value=None)
-                for entry_id in entry_ids
-            ]
-        )
-
-    def close(self) -> None:
-        """Flush and close the producer."""
-        self._producer.close(timeout=10)
-
-    def _wait(self, futures: list[object]) -> None:
-        self._producer.flush()
-        for future in futures:
-            future.get(timeout=0)  # type: ignore[attr-defined]

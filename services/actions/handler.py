@@ -13,9 +13,10 @@ from collections.abc import Sequence
 
 from kafka.consumer.fetcher import ConsumerRecord
 
-from services.actions.policy import decide
+from services.actions.policy import decide, suppressed
 from services.actions.signing import sign
-from services.shared.config import PolicySettings, TopicSettings
+from services.shared.banks import BankBook
+from services.shared.config import TopicSettings
 from services.shared.errors import PoisonError
 from services.shared.kafka import Outgoing, Result
 from services.shared.metrics import ActionsMetrics
@@ -50,7 +51,7 @@ class ActionsProcessor:
     def __init__(
         self,
         topics: TopicSettings,
-        policies: PolicySettings,
+        policies: BankBook,
         metrics: ActionsMetrics,
         recent: RecentIds,
         signing_key: bytes,
@@ -72,6 +73,9 @@ class ActionsProcessor:
         return []
 
     def _actions(self, verdict: VerdictIssued) -> list[Outgoing]:
+        if suppressed(verdict, self._policies):
+            self._metrics.suppressed.inc()
+            return []
         outgoing = []
         for action in decide(verdict, self._policies, now()):
             id_ = event_id("action", action.content_id, action.entry_id, action.action)

@@ -2,27 +2,33 @@
 
 For each matched entry the strongest signal counts: an exact digest (SHA-256, MD5) beats PDQ, and
 among PDQ matches the smallest distance wins. Exact matches and PDQ matches at or under the bank's
-auto threshold get the bank's action; weaker PDQ matches go to human review.
+auto threshold get the bank's action; weaker PDQ matches go to human review. A match in a negative
+bank (known false positives, such as a stock photo) means no action at all for that upload.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from services.shared.config import BankPolicy, PolicySettings
-from services.shared.schemas import ActionDecided, Match, VerdictIssued
+from services.shared.banks import BankBook
+from services.shared.schemas import ActionDecided, BankPolicy, Match, VerdictIssued
 
 _EXACT = ("sha256", "md5")
 
 
-def decide(
-    verdict: VerdictIssued, policies: PolicySettings, decided_at: datetime
-) -> list[ActionDecided]:
+def decide(verdict: VerdictIssued, policies: BankBook, decided_at: datetime) -> list[ActionDecided]:
     """The actions a match verdict calls for: one per matched entry, in entry order."""
+    if suppressed(verdict, policies):
+        return []
     return [
         _action(verdict, match, policies.for_bank(match.bank), decided_at)
         for match in strongest_per_entry(verdict.matches)
     ]
+
+
+def suppressed(verdict: VerdictIssued, policies: BankBook) -> bool:
+    """Whether the upload matched a negative bank, which vetoes every action."""
+    return any(policies.for_bank(match.bank).negative for match in verdict.matches)
 
 
 def strongest_per_entry(matches: list[Match]) -> list[Match]:

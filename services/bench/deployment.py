@@ -20,8 +20,9 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
 from services.actions.signing import verify
+from services.admin.publishing import Publisher
 from services.pipeline import Pipeline
-from services.registrar import RegistryPublisher, hash_file
+from services.registrar import hash_file
 from services.shared.config import KafkaSettings, TopicSettings
 from services.shared.schemas import ActionDecided, UploadReceived, VerdictIssued
 from services.shared.topics import ensure_topics
@@ -75,14 +76,14 @@ class Deployment:
         registrations = {
             name: hash_file(data, bank, 50).registration for name, data in images.items()
         }
-        publisher = RegistryPublisher(self.kafka, self.topics.registry)
+        publisher = Publisher(self.kafka, self.topics)
         publisher.register(registrations.values())
         publisher.close()
         return {name: r.entry_id for name, r in registrations.items()}
 
     def withdraw(self, *entry_ids: str) -> None:
         """Publish tombstones for ``entry_ids``."""
-        publisher = RegistryPublisher(self.kafka, self.topics.registry)
+        publisher = Publisher(self.kafka, self.topics)
         publisher.withdraw(entry_ids)
         publisher.close()
 
@@ -163,14 +164,5 @@ class Deployment:
         return self.pipeline.stop()
 
 
-_TOPIC_NAMES = (
-    "uploads",
-    "hashes",
-    "verdicts",
-    "actions",
-    "registry",
-    "ingest_dlq",
-    "matcher_dlq",
-    "actions_dlq",
-)
+_TOPIC_NAMES = tuple(n for n, f in TopicSettings.model_fields.items() if f.annotation is str)
 _SERVICES = ("INGEST", "MATCHER", "ACTIONS")

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from kafka.consumer.fetcher import ConsumerRecord
 
 from services.matcher.registry import Entry, Registry
-from services.shared.config import PolicySettings, TopicSettings
+from services.shared.banks import BankBook
+from services.shared.config import TopicSettings
 from services.shared.errors import PoisonError
 from services.shared.kafka import Outgoing, Result
 from services.shared.metrics import MatcherMetrics
@@ -31,7 +32,7 @@ class MatcherProcessor:
     def __init__(
         self,
         topics: TopicSettings,
-        policies: PolicySettings,
+        policies: BankBook,
         registry: Registry,
         metrics: MatcherMetrics,
     ) -> None:

@@ -1,25 +1,21 @@
 """The matcher's copy of the registry, kept current by following the ``eraser.registry`` topic.
 
-Every matcher replica replays the whole (compacted) registry topic on start, then keeps reading it,
-so a registration or withdrawal published anywhere reaches every replica within a poll. The topic
-is keyed by entry id: a record replaces the entry, a tombstone (null value) withdraws it. Only
-hashes are held; no image ever reaches the matcher.
+Every matcher replica replays the whole (compacted) registry topic on start, then keeps reading it
+(``shared/follower.py``), so a registration or withdrawal published anywhere reaches every replica
+within a poll. The topic is keyed by entry id: a record replaces the entry, a tombstone (null
+value) withdraws it. Only hashes are held; no image ever reaches the matcher.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
 from services.matcher.index import PdqIndex, codes_from_hex
-from services.shared.config import KafkaSettings
 from services.shared.errors import PoisonError
 from services.shared.metrics import MatcherMetrics
 from services.shared.schemas import EntryRegistered, Signal, parse_event
@@ -117,82 +113,15 @@ def _digests(sha256: str | None, md5: str | None) -> list[tuple[Signal, str | No
     return [("sha256", sha256), ("md5", md5)]
 
 
-class RegistryFollower:
-    """Replays the registry topic into a :class:`Registry`, then keeps following it."""
+class RegistryApplier:
+    """Applies registry-topic records to a :class:`Registry`: registrations and tombstones."""
 
-    def __init__(
-        self,
-        *,
-        kafka: KafkaSettings,
-        topic: str,
-        registry: Registry,
-        metrics: MatcherMetrics,
-        stop: threading.Event,
-        on_failure: Callable[[BaseException], None],
-    ) -> None:
-        self._kafka = kafka
-        self._topic = topic
+    def __init__(self, registry: Registry, metrics: MatcherMetrics) -> None:
         self._registry = registry
         self._metrics = metrics
-        self._stop = stop
-        self._on_failure = on_failure
-        self._caught_up = threading.Event()
-        self._last_applied_ms = 0
-        self._thread = threading.Thread(target=self._run, name="registry", daemon=True)
 
-    def start(self) -> RegistryFollower:
-        """Start following in a background thread."""
-        self._thread.start()
-        return self
-
-    def wait_until_caught_up(self) -> bool:
-        """Block until the replay reached the end of the topic (False if stopped first)."""
-        while not self._stop.is_set():
-            if self._caught_up.wait(timeout=0.1):
-                return True
-        return False
-
-    def _run(self) -> None:
-        try:
-            consumer = KafkaConsumer(
-                enable_auto_commit=False,
-                fetch_max_wait_ms=max(self._kafka.fetch_max_wait_ms, 100),
-                **self._kafka.client_options(),
-            )
-            try:
-                self._follow(consumer)
-            finally:
-                consumer.close(autocommit=False)
-        except BaseException as error:
-            log.exception("registry follower failed")
-            self._on_failure(error)
-
-    def _follow(self, consumer: KafkaConsumer) -> None:
-        partitions = self._wait_for_partitions(consumer)
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        replay_end = consumer.end_offsets(partitions)
-        while not self._stop.is_set():
-            batches = consumer.poll(timeout_ms=200)
-            for tp in sorted(batches):
-                for record in batches[tp]:
-                    self._apply(record)
-                    self._last_applied_ms = max(self._last_applied_ms, record.timestamp)
-            self._report(consumer, partitions)
-            if not batches and all(consumer.position(tp) >= replay_end[tp] for tp in partitions):
-                if not self._caught_up.is_set():
-                    log.info("registry replayed", extra={"fields": self._registry.counts()})
-                self._caught_up.set()
-
-    def _wait_for_partitions(self, consumer: KafkaConsumer) -> list[TopicPartition]:
-        while not self._stop.is_set():
-            partitions = consumer.partitions_for_topic(self._topic)
-            if partitions:
-                return [TopicPartition(self._topic, p) for p in sorted(partitions)]
-            self._stop.wait(1.0)
-        return []
-
-    def _apply(self, record: ConsumerRecord) -> None:
+    def __call__(self, record: ConsumerRecord) -> None:
+        """Apply one record; a malformed one is counted, logged and skipped."""
         entry_id = record.key.decode(errors="replace") if record.key else ""
         try:
             if record.value is None:
@@ -220,15 +149,9 @@ class RegistryFollower:
         self._registry.register(registration)
         self._metrics.registry_records.labels("registered").inc()
 
-    def _report(self, consumer: KafkaConsumer, partitions: list[TopicPartition]) -> None:
-        behind = 0
-        for tp in partitions:
-            highwater = consumer.highwater(tp)
-            if highwater is not None:
-                behind += max(0, highwater - consumer.position(tp))
+    def progress(self, behind: int, lag_seconds: float) -> None:
+        """Report how far behind the topic the registry is, and its size."""
         self._metrics.registry_behind.set(behind)
-        # Like a replica's "seconds behind": the age of the newest record applied, while behind.
-        age = time.time() - self._last_applied_ms / 1000 if self._last_applied_ms else 0.0
-        self._metrics.registry_lag_seconds.set(max(0.0, age) if behind else 0.0)
+        self._metrics.registry_lag_seconds.set(lag_seconds)
         for signal, count in self._registry.counts().items():
             self._metrics.index_entries.labels(signal).set(count)

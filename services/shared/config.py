@@ -12,10 +12,10 @@ import ipaddress
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from services.shared.schemas import ActionKind, BankName
+from services.shared.schemas import BankName, BankPolicy
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -70,6 +70,8 @@ class TopicSettings(BaseSettings):
     verdicts: str = "eraser.verdicts"
     actions: str = "eraser.actions"
     registry: str = "eraser.registry"
+    banks: str = "eraser.banks"
+    audit: str = "eraser.audit"
     ingest_dlq: str = "eraser.ingest.dlq"
     matcher_dlq: str = "eraser.matcher.dlq"
     actions_dlq: str = "eraser.actions.dlq"
@@ -78,22 +80,11 @@ class TopicSettings(BaseSettings):
     replication_factor: int = Field(default=1, ge=1)
 
 
-class BankPolicy(BaseModel):
-    """How one bank's matches are found and acted on."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    pdq_threshold: int = Field(default=31, ge=0, le=128, description="PDQ match distance.")
-    auto_threshold: int = Field(
-        default=24, ge=0, le=128, description="PDQ distance at or under which to act unreviewed."
-    )
-    action: ActionKind = Field(default="remove", description="The automatic action.")
-    quality_floor: int = Field(default=50, ge=0, le=100, description="Minimum PDQ quality.")
-    enabled: bool = True
-
-
 class PolicySettings(BaseSettings):
-    """Bank policies (``ERASER_BANKS`` as JSON: bank name → policy; others get the default)."""
+    """Fallback bank policies: ``ERASER_BANKS`` (JSON, bank → policy) and the default.
+
+    Policies published on the banks topic (``eraser bank set``, the admin API) take precedence.
+    """
 
     model_config = SettingsConfigDict(env_prefix="ERASER_", frozen=True)
 

@@ -237,5 +237,10 @@ class ActionsMetrics(ServiceMetrics):
             "Actions not published again because the same action id was already published.",
             registry=self.registry,
         )
+        self.suppressed = Counter(
+            "eraser_actions_suppressed",
+            "Match verdicts not acted on because the upload matched a negative bank.",
+            registry=self.registry,
+        )
         self.init_produced(["action", "dlq"])
         _initialise(self.actions, ["remove", "hide", "review"])

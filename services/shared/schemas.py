@@ -173,6 +173,38 @@ class ActionDecided(Schema):
     decided_at: AwareDatetime = Field(description="When the action was decided.")
 
 
+class BankPolicy(Schema):
+    """How one bank's matches are found and acted on."""
+
+    pdq_threshold: int = Field(default=31, ge=0, le=128, description="PDQ match distance.")
+    auto_threshold: int = Field(
+        default=24, ge=0, le=128, description="PDQ distance at or under which to act unreviewed."
+    )
+    action: ActionKind = Field(default="remove", description="The automatic action.")
+    quality_floor: int = Field(default=50, ge=0, le=100, description="Minimum PDQ quality.")
+    enabled: bool = Field(default=True, description="Disabled banks neither match nor act.")
+    negative: bool = Field(
+        default=False,
+        description="Entries are known false positives (a stock photo, say): an upload matching "
+        "one gets no action from any bank.",
+    )
+
+
+class BankConfigured(BankPolicy):
+    """A bank's policy was set; keyed by bank name on the banks topic (a tombstone resets it)."""
+
+    TYPE: ClassVar[str] = "eraser.bank.v1"
+
+    bank: BankName = Field(description="The bank.")
+    description: Annotated[str, StringConstraints(max_length=512)] = Field(
+        default="", description="What the bank holds and who feeds it."
+    )
+
+    def policy(self) -> BankPolicy:
+        """The policy alone, without the bank's name and description."""
+        return BankPolicy.model_validate(self.model_dump(include=set(BankPolicy.model_fields)))
+
+
 class Signals(Schema):
     """The hashes registered for one protected image; the image itself is never kept."""
 
@@ -199,6 +231,29 @@ class EntryRegistered(Schema):
     signals: Signals = Field(description="The entry's hashes.")
     labels: dict[str, str] = Field(
         default_factory=dict, max_length=64, description="Free-form string labels."
+    )
+
+
+class AuditRecorded(Schema):
+    """Someone changed what eraser protects: who, what and why (never media or personal data)."""
+
+    TYPE: ClassVar[str] = "eraser.audit.v1"
+
+    actor: Identifier = Field(description="Who: an operator, an admin-API token's name.")
+    operation: Literal["register", "withdraw", "import", "set-bank", "reset-bank"] = Field(
+        description="What was done."
+    )
+    bank: BankName | None = Field(default=None, description="The bank concerned, if one.")
+    batch: Identifier | None = Field(default=None, description="The import batch, if one.")
+    entry_ids: list[Identifier] = Field(
+        default_factory=list, max_length=1000, description="The entries (up to 1,000 listed)."
+    )
+    count: int = Field(ge=0, description="How many entries were affected in all.")
+    reason: Annotated[str, StringConstraints(max_length=1024)] = Field(
+        description="Why, in the actor's words (a request reference, not personal data)."
+    )
+    details: dict[str, str] = Field(
+        default_factory=dict, max_length=32, description="Operation details (policy, format)."
     )
 
 
@@ -319,5 +374,7 @@ PUBLIC_EVENTS: tuple[type[Schema], ...] = (
     VerdictIssued,
     ActionDecided,
     EntryRegistered,
+    BankConfigured,
+    AuditRecorded,
 )
 INTERNAL_EVENTS: tuple[type[Schema], ...] = (MediaHashed,)

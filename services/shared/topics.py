@@ -1,7 +1,8 @@
 """Creates the topics eraser reads and writes, when they do not exist yet.
 
 ``eraser run`` calls this on start; in production the deploy/ manifests create them the same way.
-The registry topic is compacted: the latest registration per entry, and tombstones, are what count.
+The registry and banks topics are compacted: the latest record per key, and tombstones, are what
+count. The audit topic keeps everything.
 """
 
 from __future__ import annotations
@@ -28,14 +29,18 @@ def topic_specs(topics: TopicSettings) -> list[NewTopic]:
         topics.actions_dlq,
     )
     specs = [NewTopic(name, topics.partitions, topics.replication_factor) for name in streaming]
-    specs.append(
+    compacted = {"cleanup.policy": "compact"}
+    specs += [
         NewTopic(
             topics.registry,
             topics.registry_partitions,
             topics.replication_factor,
-            topic_configs={"cleanup.policy": "compact"},
-        )
-    )
+            topic_configs=compacted,
+        ),
+        NewTopic(topics.banks, 1, topics.replication_factor, topic_configs=compacted),
+        # The audit log is append-only and kept for good; restrict who may write it.
+        NewTopic(topics.audit, 1, topics.replication_factor, topic_configs={"retention.ms": "-1"}),
+    ]
     return specs
 
 

@@ -4,9 +4,10 @@ from datetime import UTC, datetime
 from services.actions.handler import ActionsProcessor, RecentIds
 from services.actions.policy import decide, strongest_per_entry
 from services.actions.signing import verify
-from services.shared.config import BankPolicy, PolicySettings, TopicSettings
+from services.shared.banks import BankBook
+from services.shared.config import PolicySettings, TopicSettings
 from services.shared.metrics import ActionsMetrics
-from services.shared.schemas import Match, VerdictIssued, new_event
+from services.shared.schemas import BankPolicy, Match, VerdictIssued, new_event
 from services.streams import parse_any
 
 T = datetime(2026, 11, 25, tzinfo=UTC)
@@ -27,11 +28,14 @@ def m(entry, signal="pdq", distance=0, bank="kids"):
     return Match(bank=bank, entry_id=entry, signal=signal, distance=distance)
 
 
-POLICIES = PolicySettings(
-    banks={
-        "kids": BankPolicy(auto_threshold=10, action="remove"),
-        "stock": BankPolicy(action="hide"),
-    }
+POLICIES = BankBook(
+    PolicySettings(
+        banks={
+            "kids": BankPolicy(auto_threshold=10, action="remove"),
+            "stock": BankPolicy(action="hide"),
+            "known-ok": BankPolicy(negative=True),
+        }
+    )
 )
 
 
@@ -120,3 +124,12 @@ def test_verification_does_not_depend_on_key_order_or_whitespace():
     document = json.loads(_signed_action())
     reordered = json.dumps(dict(reversed(list(document.items()))), indent=2).encode()
     assert verify(reordered, {"k1": KEY})
+
+
+def test_a_match_in_a_negative_bank_vetoes_every_action():
+    assert (
+        decide(verdict(m("a", "sha256"), m("ok-1", distance=5, bank="known-ok")), POLICIES, T) == []
+    )
+    processor = _processor()
+    vetoed = verdict(m("a", "sha256"), m("ok-1", distance=5, bank="known-ok"))
+    assert processor.process([new_event(vetoed, id="v", source="t")]) == [[]]

@@ -5,10 +5,12 @@ import pytest
 
 from services.matcher.handler import MatcherProcessor
 from services.matcher.registry import Registry
-from services.shared.config import BankPolicy, PolicySettings, TopicSettings
+from services.shared.banks import BankBook
+from services.shared.config import PolicySettings, TopicSettings
 from services.shared.errors import MalformedEventError
 from services.shared.metrics import MatcherMetrics
 from services.shared.schemas import (
+    BankPolicy,
     EntryRegistered,
     MediaHashed,
     Signals,
@@ -50,7 +52,7 @@ def hashed(pdq=BASE, quality=100, sha256="1" * 64, upload_id="up-1"):
 
 
 def processor(registry, **banks):
-    policies = PolicySettings(banks={name: BankPolicy(**p) for name, p in banks.items()})
+    policies = BankBook(PolicySettings(banks={name: BankPolicy(**p) for name, p in banks.items()}))
     return MatcherProcessor(TopicSettings(), policies, registry, MatcherMetrics())
 
 

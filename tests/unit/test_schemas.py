@@ -6,6 +6,8 @@ import pytest
 from services.shared.errors import MalformedEventError, UnsupportedEventError
 from services.shared.schemas import (
     ActionDecided,
+    AuditRecorded,
+    BankConfigured,
     EntryRegistered,
     Match,
     MediaHashed,
@@ -25,6 +27,16 @@ SHA = "a" * 64
 MD5 = "b" * 32
 
 EXAMPLES = [
+    BankConfigured(bank="kids", auto_threshold=12, negative=False, description="parents' requests"),
+    AuditRecorded(
+        actor="ops-1",
+        operation="withdraw",
+        bank="kids",
+        entry_ids=["e1"],
+        count=1,
+        reason="request 812",
+        details={"by": "entry"},
+    ),
     UploadReceived(
         content_id="c1",
         media_url="https://cdn.example/a.jpg",

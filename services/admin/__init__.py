@@ -1,0 +1,1 @@
+"""Administration: banks, registrations, withdrawals, imports, exports and the audit log."""

@@ -1,0 +1,69 @@
+"""The bank policies in force: those published on the banks topic, over ERASER_BANKS defaults.
+
+Read by the matcher (thresholds, quality floors, enabled) and the actions service (actions,
+negative banks); kept current by following the banks topic, so every replica agrees.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from kafka.consumer.fetcher import ConsumerRecord
+
+from services.shared.config import PolicySettings
+from services.shared.errors import PoisonError
+from services.shared.schemas import BankConfigured, BankPolicy, parse_event
+
+log = logging.getLogger(__name__)
+
+
+class BankBook:
+    """Policy per bank; safe to read from one thread while another applies changes."""
+
+    def __init__(self, defaults: PolicySettings) -> None:
+        self._defaults = defaults
+        self._configured: dict[str, BankConfigured] = {}
+        self._lock = threading.Lock()
+
+    def for_bank(self, bank: str) -> BankPolicy:
+        """The policy of ``bank``: configured on the topic, else from ERASER_BANKS, else default."""
+        configured = self._configured.get(bank)
+        return configured.policy() if configured else self._defaults.for_bank(bank)
+
+    def configured(self) -> list[BankConfigured]:
+        """The banks configured on the topic, by name."""
+        with self._lock:
+            return [self._configured[name] for name in sorted(self._configured)]
+
+    def widest_pdq_threshold(self) -> int:
+        """The largest PDQ distance any bank accepts: the radius to search the index with."""
+        with self._lock:
+            configured = [c.pdq_threshold for c in self._configured.values()]
+        return max([self._defaults.widest_pdq_threshold(), *configured])
+
+    def apply(self, record: ConsumerRecord) -> None:
+        """Apply one banks-topic record: a policy, or a tombstone that resets the bank."""
+        name = record.key.decode(errors="replace") if record.key else ""
+        try:
+            if record.value is None:
+                with self._lock:
+                    self._configured.pop(name, None)
+                return
+            configured = parse_event(record.value, BankConfigured).data
+            if configured.bank != name:
+                raise PoisonError("record key is not the bank name")
+        except PoisonError as error:
+            log.error(
+                "rejected a banks record",
+                extra={
+                    "fields": {
+                        "reason": error.reason,
+                        "partition": record.partition,
+                        "offset": record.offset,
+                    }
+                },
+            )
+            return
+        with self._lock:
+            self._configured[name] = configured
