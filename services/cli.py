@@ -33,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
         "KAFKA_BOOTSTRAP_SERVERS is unset)",
     )
     run.set_defaults(command=_run)
-    for service in ("ingest", "matcher", "actions"):
+    for service in ("ingest", "matcher", "actions", "admin"):
         one = commands.add_parser(service, help=f"run the {service} service alone")
         one.set_defaults(command=_service(service))
 

@@ -83,6 +83,7 @@ def parse(text: str, fmt: Format, bank: str) -> Parsed:
             parsed.entries.append(_registration(draft, bank))
         except ValidationError as error:
             parsed.problems.append(Problem(draft.line, describe(error)))
+    parsed.problems.sort(key=lambda problem: problem.line)
     return parsed
 
 

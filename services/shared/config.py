@@ -185,3 +185,27 @@ class ActionsSettings(ServiceSettings):
     # No default: unsigned actions would be refused by removal services, so refuse to start.
     signing_key: SecretStr = Field(min_length=16, description="HMAC-SHA256 key for actions.")
     signing_key_id: str = Field(default="1", pattern=r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class AdminSettings(BaseSettings):
+    """The admin API (``ERASER_ADMIN_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="ERASER_ADMIN_", frozen=True)
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    policies: PolicySettings = Field(default_factory=PolicySettings)
+    http_port: int = Field(default=9104, ge=1, le=65535)
+    # name:token pairs, comma-separated; the name is the actor in the audit log. No default.
+    tokens: Annotated[dict[str, SecretStr], NoDecode] = Field(min_length=1)
+    max_image_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+
+    @field_validator("tokens", mode="before")
+    @classmethod
+    def _name_token_pairs(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        pairs = [part.strip().split(":", 1) for part in value.split(",") if part.strip()]
+        if any(len(pair) != 2 or not pair[0] or len(pair[1]) < 16 for pair in pairs):
+            raise ValueError("expected name:token pairs, each token at least 16 characters")
+        return dict(pairs)

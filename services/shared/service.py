@@ -15,13 +15,14 @@ from typing import Any, TypeVar
 
 import faiss
 from pydantic import ValidationError
+from pydantic_settings import BaseSettings
 
 from services.shared.config import ServiceSettings
 from services.shared.kafka import ConsumeLoop, Processor, make_consumer, make_producer
 from services.shared.metrics import Health, ServiceMetrics, serve
 
 log = logging.getLogger(__name__)
-SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
 
 def load_settings(settings_type: type[SettingsT]) -> SettingsT:
