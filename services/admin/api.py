@@ -10,7 +10,6 @@ in memory and dropped.
 and they refer to names local to :func:`create_app`.)
 """
 
-
 import hmac
 from collections.abc import Callable, Sequence
 from typing import Annotated
