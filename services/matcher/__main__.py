@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 from services.matcher.handler import MatcherProcessor
-from services.matcher.registry import Registry, RegistryApplier
+from services.matcher.registry import Registry, RegistryApplier, load_latest
 from services.shared import logging as eraser_logging
 from services.shared.banks import BankBook
 from services.shared.config import MatcherSettings
@@ -31,7 +31,14 @@ def main() -> int:
         failures.append(error)
         stop.set()
 
-    registry = Registry()
+    snapshot = load_latest(settings.snapshot_dir)
+    registry = Registry(
+        snapshot,
+        settings.snapshot_dir,
+        settings.delta_limit,
+        settings.snapshot_interval_s,
+        on_failure=fail,
+    )
     banks = BankBook(settings.policies)
     applier = RegistryApplier(registry, metrics)
     followers = [
@@ -42,6 +49,8 @@ def main() -> int:
             stop=stop,
             on_failure=fail,
             on_progress=applier.progress,
+            start_offsets=registry.offsets,
+            after_poll=applier.after_poll,
         ).start(),
         TopicFollower(
             kafka=settings.kafka,

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 
 from kafka.consumer.fetcher import ConsumerRecord
 
-from services.matcher.registry import Entry, Registry
+from services.matcher.generation import Entry
+from services.matcher.registry import Registry
 from services.shared.banks import BankBook
 from services.shared.config import TopicSettings
 from services.shared.errors import PoisonError

@@ -1,71 +1,137 @@
 """The matcher's copy of the registry, kept current by following the ``eraser.registry`` topic.
 
-Every matcher replica replays the whole (compacted) registry topic on start, then keeps reading it
-(``shared/follower.py``), so a registration or withdrawal published anywhere reaches every replica
-within a poll. The topic is keyed by entry id: a record replaces the entry, a tombstone (null
-value) withdraws it. Only hashes are held; no image ever reaches the matcher.
+Every matcher replica replays the (compacted) registry topic — from its last snapshot's offsets
+when it has one — then keeps reading it (``shared/follower.py``), so a registration or withdrawal
+published anywhere reaches every replica within a poll. A record keyed by entry id replaces the
+entry; a tombstone (null value) withdraws it. Only hashes are held; no image reaches the matcher.
+
+State is a large immutable :class:`Generation` (memory-mapped arrays, multi-index-hash PDQ
+search) plus a small mutable :class:`Delta` (a FAISS flat index and dictionaries) for changes since,
+plus a bitmap of withdrawn generation entries. When the delta grows, compaction builds the next
+generation in a background thread — searches and updates carry on meanwhile — writes it as the new
+snapshot, and swaps it in.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
+import time
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 
+import numpy as np
 from kafka.consumer.fetcher import ConsumerRecord
 
-from services.matcher.index import PdqIndex, codes_from_hex
+from services.matcher import generation
+from services.matcher.generation import Entry, Generation, Member
+from services.matcher.index import PdqIndex
 from services.shared.errors import PoisonError
 from services.shared.metrics import MatcherMetrics
 from services.shared.schemas import EntryRegistered, Signal, parse_event
 
 log = logging.getLogger(__name__)
+_DELTA_KEYS = 1 << 40  # delta entry keys live above every generation key
 
 
-@dataclass(frozen=True)
-class Entry:
-    """What the matcher keeps of a registered entry."""
+def codes_of(hashes: list[str]) -> np.ndarray:
+    """Hex PDQ hashes as N x 4 uint64 words (the layout both indexes use)."""
+    if not hashes:
+        return np.empty((0, 4), dtype=np.uint64)
+    return np.frombuffer(bytes.fromhex("".join(hashes)), dtype="<u8").reshape(-1, 4).copy()
 
-    entry_id: str
-    bank: str
-    sha256: str | None
-    md5: str | None
+
+@dataclass
+class Delta:
+    """Entries registered since the generation was built: small, mutable."""
+
+    next_key: int = _DELTA_KEYS
+    members: dict[str, tuple[int, Member]] = field(default_factory=dict)
+    by_key: dict[int, Entry] = field(default_factory=dict)
+    exact: dict[str, defaultdict[str, set[int]]] = field(
+        default_factory=lambda: {"sha256": defaultdict(set), "md5": defaultdict(set)}
+    )
+    pdq: PdqIndex = field(default_factory=PdqIndex)
+
+    def add(self, member: Member) -> None:
+        """Add an entry (its id must not be in the delta)."""
+        key, self.next_key = self.next_key, self.next_key + 1
+        self.members[member.entry.entry_id] = (key, member)
+        self.by_key[key] = member.entry
+        for signal in ("sha256", "md5"):
+            digest = getattr(member.entry, signal)
+            if digest:
+                self.exact[signal][digest].add(key)
+        self.pdq.add(key, member.codes.view(np.uint8).reshape(-1, 32))
+
+    def remove(self, entry_id: str) -> bool:
+        """Remove an entry; False if it is not in the delta."""
+        found = self.members.pop(entry_id, None)
+        if found is None:
+            return False
+        key, member = found
+        del self.by_key[key]
+        for signal in ("sha256", "md5"):
+            digest = getattr(member.entry, signal)
+            if digest:
+                self.exact[signal][digest].discard(key)
+        self.pdq.remove(key)
+        return True
 
 
 class Registry:
-    """Registered entries: a PDQ index and exact SHA-256 / MD5 maps, safe to read while updated."""
+    """Registered entries; safe to search from one thread while others update and compact."""
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._pdq = PdqIndex()
-        self._key_of: dict[str, int] = {}
-        self._entries: dict[int, Entry] = {}
-        self._exact: dict[Signal, defaultdict[str, set[int]]] = {
-            "sha256": defaultdict(set),
-            "md5": defaultdict(set),
-        }
-        self._exact_count: dict[Signal, int] = {"sha256": 0, "md5": 0}
-        self._next_key = 0
+    def __init__(
+        self,
+        base: Generation | None = None,
+        snapshot_dir: Path | None = None,
+        delta_limit: int = 100_000,
+        snapshot_interval_s: float = 600.0,
+        on_failure: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        self._lock = threading.RLock()
+        self._base = base or Generation.empty()
+        self._dead = np.zeros(len(self._base), dtype=bool)
+        self._dead_count = 0
+        self._snapshot_interval_s = snapshot_interval_s
+        self._last_compaction = time.monotonic()
+        self._on_failure = on_failure
+        self._delta = Delta()
+        self._frozen: Delta | None = None  # being folded into the next generation
+        self._withdrawn_since_freeze: list[str] | None = None
+        self._snapshot_dir = snapshot_dir
+        self._delta_limit = delta_limit
+
+    @property
+    def offsets(self) -> dict[int, int]:
+        """Registry-topic offsets the generation reflects (where a restart resumes)."""
+        return self._base.offsets
 
     def counts(self) -> dict[Signal, int]:
-        """How many hashes of each signal are held."""
-        return {"pdq": len(self._pdq), **self._exact_count}
+        """About how many hashes of each signal are held (withdrawn generation hashes included)."""
+        deltas = [d for d in (self._delta, self._frozen) if d is not None]
+        return {
+            "pdq": self._base.pdq_count + sum(len(d.pdq) for d in deltas),
+            "sha256": self._base.digest_count("sha256")
+            + sum(len(keys) for d in deltas for keys in d.exact["sha256"].values()),
+            "md5": self._base.digest_count("md5")
+            + sum(len(keys) for d in deltas for keys in d.exact["md5"].values()),
+        }
 
     def register(self, registration: EntryRegistered) -> None:
         """Add an entry, replacing any earlier registration with the same id."""
         signals = registration.signals
+        member = Member(
+            Entry(registration.entry_id, registration.bank, signals.sha256, signals.md5),
+            codes_of(signals.pdq),
+        )
         with self._lock:
             self._withdraw_locked(registration.entry_id)
-            key, self._next_key = self._next_key, self._next_key + 1
-            entry = Entry(registration.entry_id, registration.bank, signals.sha256, signals.md5)
-            self._key_of[entry.entry_id] = key
-            self._entries[key] = entry
-            for signal, digest in _digests(signals.sha256, signals.md5):
-                if digest is not None:
-                    self._exact[signal][digest].add(key)
-                    self._exact_count[signal] += 1
-            self._pdq.add(key, codes_from_hex(signals.pdq))
+            self._delta.add(member)
 
     def withdraw(self, entry_id: str) -> bool:
         """Remove an entry; False if it was not registered."""
@@ -75,42 +141,158 @@ class Registry:
     def exact(self, signal: Signal, digest: str) -> list[Entry]:
         """Entries registered with this exact SHA-256 or MD5."""
         with self._lock:
-            return [self._entries[key] for key in self._exact[signal].get(digest, ())]
+            base, dead = self._base, self._dead
+            found = [base.entry(k) for k in base.with_digest(signal, digest) if not dead[k]]
+            for delta in (self._frozen, self._delta):
+                if delta is not None:
+                    found += [delta.by_key[k] for k in delta.exact[signal].get(digest, ())]
+        return found
 
     def near(self, hashes: list[list[str]], max_distance: int) -> list[dict[Entry, int]]:
         """For each upload's PDQ hashes (its rotations/flips), entries within ``max_distance``.
 
         Searched as one batch; each entry is reported once per upload with its smallest distance.
         """
-        queries = codes_from_hex([code for codes in hashes for code in codes])
+        queries = codes_of([code for codes in hashes for code in codes])
         owner = [upload for upload, codes in enumerate(hashes) for _ in codes]
         found: list[dict[Entry, int]] = [{} for _ in hashes]
-        for hit in self._pdq.search(queries, max_distance):
-            entry = self._entries.get(hit.key)
-            if entry is None:
-                continue  # withdrawn between the search and this lookup
-            best = found[owner[hit.query]]
-            best[entry] = min(hit.distance, best.get(entry, hit.distance))
+        with self._lock:
+            base, dead, deltas = self._base, self._dead, [self._frozen, self._delta]
+        query, rows, distance = base.pdq.search(queries, max_distance)
+        keys = base.pdq_owner(rows)
+        hits = [
+            (int(q), base.entry(int(k)), int(d))
+            for q, k, d in zip(query, keys, distance, strict=True)
+            if not dead[k]
+        ]
+        with self._lock:
+            for delta in deltas:
+                if delta is not None:
+                    matches = delta.pdq.search(queries.view(np.uint8).reshape(-1, 32), max_distance)
+                    hits += [
+                        (m.query, delta.by_key[m.key], m.distance)
+                        for m in matches
+                        if m.key in delta.by_key
+                    ]
+        for q, entry, d in hits:
+            best = found[owner[q]]
+            best[entry] = min(d, best.get(entry, d))
         return found
 
-    def _withdraw_locked(self, entry_id: str) -> bool:
-        key = self._key_of.pop(entry_id, None)
-        if key is None:
+    def needs_compaction(self) -> bool:
+        """Whether to compact now.
+
+        When the delta or the withdrawn share of the generation has grown enough, or, with
+        snapshots on, when changes have waited longer than the snapshot interval.
+        """
+        if self._frozen is not None:
             return False
-        entry = self._entries.pop(key)
-        for signal, digest in _digests(entry.sha256, entry.md5):
-            if digest is not None:
-                keys = self._exact[signal][digest]
-                keys.discard(key)
-                self._exact_count[signal] -= 1
-                if not keys:
-                    del self._exact[signal][digest]
-        self._pdq.remove(key)
-        return True
+        changed = len(self._delta.members) + self._dead_count
+        overdue = time.monotonic() - self._last_compaction > self._snapshot_interval_s
+        return (
+            len(self._delta.members) > max(self._delta_limit, len(self._base) // 8)
+            or self._dead_count > max(1000, len(self._base) // 10)
+            or (self._snapshot_dir is not None and changed > 0 and overdue)
+        )
+
+    def compact(self, offsets: dict[int, int], background: bool = True) -> threading.Thread | None:
+        """Fold the delta into a new generation; ``offsets`` must be where the state stands now."""
+        with self._lock:
+            if self._frozen is not None:
+                return None
+            self._frozen, self._delta = self._delta, Delta(next_key=self._delta.next_key)
+            self._withdrawn_since_freeze = []
+            base, dead, frozen = self._base, self._dead.copy(), self._frozen
+        worker = threading.Thread(
+            target=self._build,
+            args=(base, dead, frozen, dict(offsets)),
+            name="compaction",
+            daemon=True,
+        )
+        if not background:
+            worker.run()
+            return None
+        worker.start()
+        return worker
+
+    def _build(
+        self, base: Generation, dead: np.ndarray, frozen: Delta, offsets: dict[int, int]
+    ) -> None:
+        started = time.monotonic()
+        added = [member for _, member in frozen.members.values()]
+        folder = self._next_folder()
+        try:
+            fresh = base.compacted(dead, added, offsets, folder if folder else Path())
+        except Exception as error:  # a full disk, say: stop, and restart from the last snapshot
+            log.exception("compaction failed")
+            if self._on_failure is None:
+                raise
+            self._on_failure(error)
+            return
+        with self._lock:
+            fresh_dead = np.zeros(len(fresh), dtype=bool)
+            for entry_id in self._withdrawn_since_freeze or []:
+                key = fresh.key_of(entry_id)
+                if key is not None:
+                    fresh_dead[key] = True
+            self._base, self._dead = fresh, fresh_dead
+            self._dead_count = int(fresh_dead.sum())
+            self._frozen, self._withdrawn_since_freeze = None, None
+            self._last_compaction = time.monotonic()
+        self._prune_snapshots(keep=fresh.folder)
+        log.info(
+            "compacted the registry",
+            extra={
+                "fields": {
+                    "entries": len(fresh),
+                    "pdq": fresh.pdq_count,
+                    "seconds": round(time.monotonic() - started, 2),
+                    "snapshot": str(fresh.folder or ""),
+                }
+            },
+        )
+
+    def _withdraw_locked(self, entry_id: str) -> bool:
+        found = False
+        key = self._base.key_of(entry_id)
+        if key is not None and not self._dead[key]:
+            self._dead[key] = found = True
+            self._dead_count += 1
+        for delta in (self._frozen, self._delta):
+            if delta is not None:
+                found = delta.remove(entry_id) or found
+        if self._withdrawn_since_freeze is not None:
+            self._withdrawn_since_freeze.append(entry_id)
+        return found
+
+    def _next_folder(self) -> Path | None:
+        if self._snapshot_dir is None:
+            return None
+        self._snapshot_dir.mkdir(parents=True, exist_ok=True)
+        return self._snapshot_dir / f"generation-{time.time_ns()}"
+
+    def _prune_snapshots(self, keep: Path | None) -> None:
+        if self._snapshot_dir is None or keep is None:
+            return
+        for folder in self._snapshot_dir.glob("generation-*"):
+            if folder.is_dir() and folder.name < keep.name:
+                shutil.rmtree(folder, ignore_errors=True)
 
 
-def _digests(sha256: str | None, md5: str | None) -> list[tuple[Signal, str | None]]:
-    return [("sha256", sha256), ("md5", md5)]
+def load_latest(snapshot_dir: Path | None) -> Generation | None:
+    """The newest complete snapshot in ``snapshot_dir``, memory-mapped; None if there is none."""
+    if snapshot_dir is None or not snapshot_dir.is_dir():
+        return None
+    for folder in sorted(snapshot_dir.glob("generation-*"), reverse=True):
+        if folder.is_dir() and not folder.name.endswith(".partial"):
+            try:
+                return generation.load(folder)
+            except (OSError, ValueError) as error:
+                log.warning(
+                    "skipped an unreadable snapshot",
+                    extra={"fields": {"snapshot": str(folder), "error": type(error).__name__}},
+                )
+    return None
 
 
 class RegistryApplier:
@@ -148,6 +330,11 @@ class RegistryApplier:
             return
         self._registry.register(registration)
         self._metrics.registry_records.labels("registered").inc()
+
+    def after_poll(self, positions: dict[int, int]) -> None:
+        """Between polls the state matches ``positions``: the moment to start a compaction."""
+        if self._registry.needs_compaction():
+            self._registry.compact(positions)
 
     def progress(self, behind: int, lag_seconds: float) -> None:
         """Report how far behind the topic the registry is, and its size."""

@@ -168,6 +168,17 @@ class MatcherSettings(ServiceSettings):
     batch_size: int = Field(default=256, ge=1, le=10_000)
     http_port: int = Field(default=9102, ge=0, le=65535)
     policies: PolicySettings = Field(default_factory=PolicySettings)
+    snapshot_dir: Path | None = Field(
+        default=None, description="Where to keep registry snapshots (a local volume); off if unset."
+    )
+    snapshot_interval_s: float = Field(
+        default=600.0, gt=0, description="Snapshot at least this often."
+    )
+    delta_limit: int = Field(
+        default=100_000,
+        ge=1,
+        description="Registrations held outside the generation before compacting.",
+    )
 
 
 class ActionsSettings(ServiceSettings):

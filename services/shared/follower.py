@@ -36,6 +36,7 @@ class TopicFollower:
         on_failure: Callable[[BaseException], None],
         on_progress: Progress | None = None,
         start_offsets: dict[int, int] | None = None,
+        after_poll: Callable[[dict[int, int]], None] | None = None,
     ) -> None:
         self._kafka = kafka
         self._topic = topic
@@ -43,6 +44,7 @@ class TopicFollower:
         self._stop = stop
         self._on_failure = on_failure
         self._on_progress = on_progress
+        self._after_poll = after_poll
         self._start_offsets = start_offsets or {}
         self._caught_up = threading.Event()
         self._positions: dict[int, int] = {}
@@ -106,6 +108,8 @@ class TopicFollower:
                     self._last_applied_ms = max(self._last_applied_ms, record.timestamp)
             self._positions = {tp.partition: consumer.position(tp) for tp in partitions}
             self._report(consumer, partitions)
+            if self._after_poll is not None:
+                self._after_poll(dict(self._positions))
             # An empty poll at or past the end seen at start: the replay is complete. (Some
             # brokers under-report the end offset; an empty poll guards against stopping early.)
             if not batches and all(

@@ -1,0 +1,119 @@
+import numpy as np
+import pytest
+
+from services.matcher import mih
+from services.matcher.mih import MultiIndexHash
+from services.matcher.registry import Registry, codes_of, load_latest
+from services.shared.schemas import EntryRegistered, Signals
+
+
+def random_hex(rng, n):
+    return [rng.integers(0, 256, 32, dtype=np.uint8).tobytes().hex() for _ in range(n)]
+
+
+def flipped(code, bits, rng):
+    value = int(code, 16)
+    for bit in rng.choice(256, bits, replace=False):
+        value ^= 1 << int(bit)
+    return f"{value:064x}"
+
+
+def registration(entry_id, pdq=(), sha256=None, md5=None, bank="kids"):
+    return EntryRegistered(
+        entry_id=entry_id, bank=bank, signals=Signals(pdq=list(pdq), sha256=sha256, md5=md5)
+    )
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(11)
+
+
+@pytest.mark.parametrize("flat_below", [1 << 30, 16], ids=["flat-scan", "multi-index-hash"])
+def test_pdq_search_is_exact_at_every_radius(rng, monkeypatch, flat_below):
+    monkeypatch.setattr(mih, "FLAT_BELOW", flat_below)
+    codes = codes_of(random_hex(rng, 3000))
+    index = MultiIndexHash.build(codes)
+    queries = codes.copy()[:40]
+    hexes = [flipped(q.tobytes().hex(), int(rng.integers(0, 36)), rng) for q in queries]
+    queries = codes_of(hexes)
+    brute = np.bitwise_count(codes[None] ^ queries[:, None]).sum(-1)
+    for radius in (0, 8, 31, 35):
+        query, row, distance = index.search(queries, radius)
+        expected = {
+            (q, r, int(brute[q, r])) for q, r in zip(*np.nonzero(brute <= radius), strict=True)
+        }
+        assert set(zip(query.tolist(), row.tolist(), distance.tolist(), strict=True)) == expected
+
+
+def test_entries_match_the_same_before_and_after_compaction(rng, tmp_path):
+    registry = Registry(snapshot_dir=tmp_path, delta_limit=10)
+    hashes = random_hex(rng, 50)
+    for n, code in enumerate(hashes):
+        registry.register(
+            registration(f"e{n}", [code], sha256=f"{n + 1:064x}", md5=f"{n + 1:032x}")
+        )
+    queries = [[flipped(hashes[7], 20, rng)], [hashes[30]]]
+    before = registry.near(queries, 31)
+    registry.compact({0: 50}, background=False)
+    assert registry.offsets == {0: 50}
+    assert registry.near(queries, 31) == before
+    assert [e.entry_id for e in before[0]] == ["e7"]
+    assert [e.entry_id for e in registry.exact("sha256", f"{6:064x}")] == ["e5"]
+    assert [e.entry_id for e in registry.exact("md5", f"{1:032x}")] == ["e0"]
+
+
+def test_withdrawals_and_replacements_apply_across_generations(rng, tmp_path):
+    registry = Registry(snapshot_dir=tmp_path)
+    a, b = random_hex(rng, 2)
+    registry.register(registration("e1", [a]))
+    registry.compact({0: 1}, background=False)
+    assert registry.withdraw("e1")
+    assert not registry.withdraw("e1")
+    assert registry.near([[a]], 0) == [{}]
+    registry.register(registration("e1", [b], bank="regulator"))
+    (found,) = registry.near([[b]], 0)
+    assert [(e.entry_id, e.bank) for e in found] == [("e1", "regulator")]
+    registry.compact({0: 3}, background=False)
+    assert registry.near([[a], [b]], 0)[0] == {}
+    assert [e.bank for e in registry.near([[b]], 0)[0]] == ["regulator"]
+
+
+def test_a_withdrawal_during_compaction_is_not_lost(rng, tmp_path, monkeypatch):
+    registry = Registry(snapshot_dir=tmp_path)
+    a, b = random_hex(rng, 2)
+    registry.register(registration("e1", [a]))
+    registry.register(registration("e2", [b]))
+    original_build = registry._build
+
+    def build_with_a_withdrawal_in_the_middle(*args):
+        registry.withdraw("e1")  # arrives while the next generation is being built
+        original_build(*args)
+
+    monkeypatch.setattr(registry, "_build", build_with_a_withdrawal_in_the_middle)
+    registry.compact({0: 2}, background=False)
+    assert registry.near([[a], [b]], 0)[0] == {}
+    assert [e.entry_id for e in registry.near([[b]], 0)[0]] == ["e2"]
+
+
+def test_a_restart_loads_the_latest_snapshot_with_its_offsets(rng, tmp_path):
+    registry = Registry(snapshot_dir=tmp_path)
+    codes = random_hex(rng, 5)
+    for n, code in enumerate(codes):
+        registry.register(registration(f"e{n}", [code], sha256="ab" * 32))
+    registry.compact({0: 5, 1: 2}, background=False)
+    registry.register(registration("e9", [codes[0]]))
+    registry.compact({0: 6, 1: 2}, background=False)
+    assert len(list(tmp_path.glob("generation-*"))) == 1, "older snapshots are pruned"
+
+    restarted = Registry(load_latest(tmp_path), tmp_path)
+    assert restarted.offsets == {0: 6, 1: 2}
+    assert {e.entry_id for e in restarted.near([[codes[0]]], 0)[0]} == {"e0", "e9"}
+    assert len(restarted.exact("sha256", "ab" * 32)) == 5
+    assert restarted.counts() == {"pdq": 6, "sha256": 5, "md5": 0}
+
+
+def test_no_snapshot_means_none(tmp_path):
+    assert load_latest(tmp_path / "missing") is None
+    (tmp_path / "generation-1.partial").mkdir()
+    assert load_latest(tmp_path) is None
