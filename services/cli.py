@@ -57,6 +57,10 @@ def _parser() -> argparse.ArgumentParser:
     chaos.add_argument("--seed", type=int, default=1)
     chaos.add_argument("--json", type=Path, default=Path("results/chaos.json"))
     chaos.set_defaults(command=_bench_chaos)
+    registry = benches.add_parser("registry", help="the matcher's registry with N PDQ entries")
+    registry.add_argument("--size", type=int, default=1_000_000)
+    registry.add_argument("--json", type=Path, default=None, help="default results/registry-N.json")
+    registry.set_defaults(command=_bench_registry)
     hostile = benches.add_parser("hostile", help="the hostile-input corpus through the pipeline")
     hostile.add_argument("--json", type=Path, default=Path("results/hostile.json"))
     hostile.set_defaults(command=_bench_hostile)
@@ -140,6 +144,13 @@ def _bench_chaos(args: argparse.Namespace) -> int:
     from services.bench import commands
 
     return commands.chaos(args.uploads, args.kills, args.seed, args.json)
+
+
+def _bench_registry(args: argparse.Namespace) -> int:
+    from services.bench import commands
+
+    path = args.json or Path(f"results/registry-{args.size}.json")
+    return commands.registry(args.size, path)
 
 
 def _bench_hostile(args: argparse.Namespace) -> int:

@@ -120,3 +120,47 @@ def _coffee() -> bytes:
     from services.samples import photo_bytes
 
     return photo_bytes("coffee.png")
+
+
+def registry(size: int, json_path: Path, out: Out = print) -> int:
+    """Measure the registry at ``size`` entries and report it; 0 if every target was met."""
+    from services.bench import registry as bench
+
+    with broker() as bootstrap, tempfile.TemporaryDirectory(prefix="eraser-registry-") as folder:
+        results = bench.run(size, bootstrap, Path(folder), out)
+    targets: dict[str, tuple[str, Callable[[float], str], float | None, str]] = {
+        "peak_rss_bytes": (
+            "matcher peak RSS",
+            lambda v: f"{v / 2**20:.0f} MiB",
+            1024**3,
+            "< 1 GiB",
+        ),
+        "recall": ("recall vs brute force", lambda v: f"{v:.4f}", None, "= 1.0000"),
+        "query_ms_batched_p50": ("query, batched of 512, p50", _ms, 2.0, "< 2 ms"),
+        "query_ms_batched_p99": ("query, batched of 512, p99", _ms, None, ""),
+        "query_ms_single_p50": ("query, one at a time, p50", _ms, None, ""),
+        "query_ms_single_p99": ("query, one at a time, p99", _ms, None, ""),
+        "restart_seconds": ("restart: snapshot + 10,000-record tail", _s, 30.0, "< 30 s"),
+        "registration_to_match_seconds": ("registration to first match", _s, 10.0, "< 10 s"),
+        "withdrawal_to_no_match_seconds": ("withdrawal to no match", _s, 10.0, "< 10 s"),
+        "build_seconds": ("build and save the generation", _s, None, ""),
+        "snapshot_bytes": ("snapshot size", lambda v: f"{v / 2**20:.0f} MiB", None, ""),
+    }
+    rows, met = [], True
+    for key, (label, show, limit, target) in targets.items():
+        value = results[key]
+        ok = (value == 1.0) if key == "recall" else (limit is None or value < limit)
+        met = met and ok
+        rows.append((label, show(value), target, "" if not target else "met" if ok else "MISSED"))
+    out(f"registry with {size:,} PDQ entries")
+    out(table(("measure", "value", "target", ""), rows))
+    write_json(json_path, "registry", results)
+    return 0 if met else 1
+
+
+def _ms(value: float) -> str:
+    return f"{value:.3f} ms"
+
+
+def _s(value: float) -> str:
+    return f"{value:.2f} s"

@@ -155,28 +155,40 @@ def _write(
         "bank": _bank_numbers(old, live, added, banks),
         "pdq_key": _pdq_keys(old, live, rows, added),
     }
-    arrays["id_order"] = np.argsort(arrays["ids"], kind="stable").astype(np.uint32)
     for signal, width in (("sha256", 32), ("md5", 16)):
-        values = _joined(
+        arrays[signal] = _joined(
             old._a[signal][live] if old else None,
             [bytes.fromhex(getattr(m.entry, signal) or "") for m in added],
             width,
         )
+    codes = [old._a["codes"][rows] if old else np.empty((0, 4), np.uint64)]
+    codes += [m.codes for m in added]
+    return bulk(
+        arrays, np.concatenate(codes).astype(np.uint64).reshape(-1, 4), banks, offsets, folder
+    )
+
+
+def bulk(
+    arrays: dict[str, np.ndarray],
+    codes: np.ndarray,
+    banks: list[str],
+    offsets: dict[int, int],
+    folder: Path,
+) -> Generation:
+    """A generation from arrays; saved in ``folder`` unless it is ``Path()``.
+
+    Per entry: ``ids`` (fixed-width bytes), ``bank`` (numbers into ``banks``), ``sha256`` and
+    ``md5`` (fixed-width bytes, empty for none). Per PDQ hash: its ``codes`` row and ``pdq_key``,
+    the number of its entry.
+    """
+    arrays = dict(arrays)
+    arrays["id_order"] = np.argsort(arrays["ids"], kind="stable").astype(np.uint32)
+    for signal in ("sha256", "md5"):
+        values = arrays[signal]
         present = np.flatnonzero(values != b"")
-        arrays[signal] = values
         arrays[f"{signal}_order"] = present[np.argsort(values[present], kind="stable")].astype(
             np.uint32
         )
-    codes = (
-        np.concatenate(
-            [
-                old._a["codes"][rows] if old else np.empty((0, 4), np.uint64),
-                *(m.codes for m in added),
-            ]
-        )
-        .astype(np.uint64)
-        .reshape(-1, 4)
-    )
     index = MultiIndexHash.build(codes)
     meta = {"version": FORMAT_VERSION, "banks": banks, "offsets": offsets}
     if folder == Path():

@@ -28,17 +28,16 @@ _GROUP = 8  # queries searched together: their candidates stay in cache
 FLAT_BELOW = 1 << 18
 
 
-def chunk_values(codes: np.ndarray) -> np.ndarray:
-    """The 12 chunk values of each code (codes as N x 4 little-endian uint64 words)."""
-    out = np.empty((len(codes), CHUNKS), dtype=np.uint32)
+def chunk_values(codes: np.ndarray, chunks: range = range(CHUNKS)) -> np.ndarray:
+    """Chunk values of each code (codes as N x 4 little-endian uint64 words), one column each."""
+    out = np.empty((len(codes), len(chunks)), dtype=np.uint32)
     mask = np.uint64((1 << CHUNK_BITS) - 1)
-    for chunk in range(CHUNKS):
-        start = chunk * CHUNK_BITS
-        word, shift = divmod(start, 64)
+    for column, chunk in enumerate(chunks):
+        word, shift = divmod(chunk * CHUNK_BITS, 64)
         value = codes[:, word] >> np.uint64(shift)
         if shift + CHUNK_BITS > 64:  # the chunk straddles two words
             value = value | (codes[:, word + 1] << np.uint64(64 - shift))
-        out[:, chunk] = (value & mask).astype(np.uint32)
+        out[:, column] = (value & mask).astype(np.uint32)
     return out
 
 
@@ -74,10 +73,9 @@ class MultiIndexHash:
         """Index ``codes`` (N x 4 uint64)."""
         if len(codes) < FLAT_BELOW:
             return cls(codes, [], [])
-        values = chunk_values(codes)
         offsets, rows = [], []
-        for chunk in range(CHUNKS):
-            column = values[:, chunk]
+        for chunk in range(CHUNKS):  # a chunk at a time: 4 bytes per code of working memory
+            column = chunk_values(codes, range(chunk, chunk + 1))[:, 0]
             counts = np.bincount(column, minlength=1 << CHUNK_BITS)
             offset = np.zeros(len(counts) + 1, dtype=np.uint32)
             np.cumsum(counts, out=offset[1:])
