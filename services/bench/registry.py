@@ -10,7 +10,11 @@ sent to it, and takes a registration and a withdrawal while running.
 
 from __future__ import annotations
 
+import json
+import os
 import socket
+import subprocess
+import sys
 import time
 import urllib.request
 import uuid
@@ -42,7 +46,49 @@ def run(size: int, bootstrap: str, folder: Path, out: Callable[[str], None]) -> 
     results |= _build(codes, snapshots / "generation-1", out)
     results |= _search(codes, snapshots / "generation-1", rng, out)
     results |= _serve(codes, bootstrap, folder, snapshots, rng, out)
+    results |= _compaction(snapshots, out)
     return results
+
+
+def _compaction(snapshots: Path, out: Callable[[str], None]) -> dict[str, Any]:
+    """Compact the snapshot plus 1,000 new entries, in a fresh process, for its time and memory."""
+    script = (
+        "import json, sys, time; from pathlib import Path; import numpy as np\n"
+        "from services.bench.registry import compact_once\n"
+        "print(json.dumps(compact_once(Path(sys.argv[1]))))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(snapshots)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=3600,
+    )
+    measured: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    out(
+        f"compaction took {measured['compaction_seconds']:.1f} s, peak RSS "
+        f"{measured['compaction_peak_rss_bytes'] / 2**20:.0f} MiB"
+    )
+    return measured
+
+
+def compact_once(snapshots: Path) -> dict[str, Any]:
+    """Load the newest snapshot, add 1,000 entries, compact once; seconds and peak RSS."""
+    from services.matcher.registry import Registry, load_latest
+
+    registry = Registry(load_latest(snapshots), snapshots)
+    rng = np.random.default_rng(7)
+    for n in range(1000):
+        code = rng.integers(0, 256, 32, dtype=np.uint8).tobytes().hex()
+        registry.register(
+            EntryRegistered(entry_id=f"compact-{n}", bank="bench", signals=Signals(pdq=[code]))
+        )
+    started = time.perf_counter()
+    registry.compact({0: 0}, background=False)
+    return {
+        "compaction_seconds": time.perf_counter() - started,
+        "compaction_peak_rss_bytes": _rss(os.getpid())["VmHWM"],
+    }
 
 
 def _build(codes: np.ndarray, target: Path, out: Callable[[str], None]) -> dict[str, Any]:

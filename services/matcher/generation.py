@@ -12,50 +12,58 @@ all-zero SHA-256 or MD5 has odds of 2^-128 or less.)
 from __future__ import annotations
 
 import json
+import mmap
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from services.matcher.columns import Column
 from services.matcher.mih import CHUNKS, MultiIndexHash
 from services.shared.schemas import Signal
 
 FORMAT_VERSION = 1
+# Per-entry arrays read a row at a time (see columns.py); the rest is memory-mapped.
+SPARSE = ("ids", "id_order", "bank", "pdq_key", "sha256", "md5", "sha256_order", "md5_order")
 
 
 @dataclass(frozen=True)
 class Entry:
-    """What the matcher keeps of a registered entry (PDQ hashes aside)."""
+    """A registered entry, as a match reports it."""
 
     entry_id: str
     bank: str
-    sha256: str | None
-    md5: str | None
 
 
 @dataclass(frozen=True)
 class Member:
-    """An entry on its way into a generation, with its PDQ hashes as N x 4 uint64 words."""
+    """An entry with its signals: PDQ hashes as N x 4 uint64 words, and exact digests (hex)."""
 
     entry: Entry
     codes: np.ndarray
+    sha256: str | None = None
+    md5: str | None = None
 
 
 class Generation:
     """Entries 0..N-1 as arrays, with lookups by id and digest, and the PDQ index."""
 
-    def __init__(self, folder: Path | None, arrays: dict[str, np.ndarray], meta: dict[str, object]):
+    def __init__(
+        self, folder: Path | None, arrays: dict[str, np.ndarray | Column], meta: dict[str, Any]
+    ) -> None:
         self.folder = folder
-        self._a = arrays
-        self.banks: list[str] = list(meta["banks"])  # type: ignore[call-overload]
-        self.offsets: dict[int, int] = {int(k): v for k, v in meta["offsets"].items()}  # type: ignore[attr-defined]
+        self.banks: list[str] = list(meta["banks"])
+        self.offsets: dict[int, int] = {int(k): int(v) for k, v in meta["offsets"].items()}
+        self._columns = {name: _column(arrays[name]) for name in SPARSE}
+        self._bloom = np.asarray(arrays["bloom"])
         tables = "offsets00" in arrays
         self.pdq = MultiIndexHash(
-            arrays["codes"],
-            [arrays[f"offsets{c:02d}"] for c in range(CHUNKS)] if tables else [],
-            [arrays[f"rows{c:02d}"] for c in range(CHUNKS)] if tables else [],
+            np.asarray(arrays["codes"]),
+            [np.asarray(arrays[f"offsets{c:02d}"]) for c in range(CHUNKS)] if tables else [],
+            [np.asarray(arrays[f"rows{c:02d}"]) for c in range(CHUNKS)] if tables else [],
         )
 
     @classmethod
@@ -64,58 +72,63 @@ class Generation:
         return _write(None, [], {}, Path())
 
     def __len__(self) -> int:
-        return len(self._a["ids"])
+        return len(self._columns["ids"])
 
     @property
     def pdq_count(self) -> int:
         """How many PDQ hashes the generation holds."""
-        return len(self._a["codes"])
+        return len(self.pdq)
 
     def digest_count(self, signal: Signal) -> int:
         """How many entries have this exact digest."""
-        return len(self._a[f"{signal}_order"])
+        return len(self._columns[f"{signal}_order"])
+
+    def full(self, name: str) -> np.ndarray:
+        """A whole per-entry or per-hash array, for compaction."""
+        return self.pdq.codes if name == "codes" else self._columns[name].full()
 
     def entry(self, key: int) -> Entry:
-        """Entry number ``key``."""
-        sha256, md5 = self._a["sha256"][key], self._a["md5"][key]
-        return Entry(
-            entry_id=self._a["ids"][key].decode(),
-            bank=self.banks[int(self._a["bank"][key])],
-            sha256=sha256.ljust(32, b"\0").hex() if sha256 else None,
-            md5=md5.ljust(16, b"\0").hex() if md5 else None,
-        )
+        """Entry number ``key`` (reads its id and bank only)."""
+        ids, bank = self._columns["ids"], self._columns["bank"]
+        return Entry(bytes(ids.at(key)).decode(), self.banks[int(bank.at(key))])
 
     def key_of(self, entry_id: str) -> int | None:
-        """The number of the entry with this id, if it is in this generation."""
-        ids, order = self._a["ids"], self._a["id_order"]
-        if len(order) == 0 or len(entry_id.encode()) > ids.dtype.itemsize:
+        """The number of the entry with this id, if it is in this generation.
+
+        A Bloom filter answers "not here" for almost every new id without reading the ids, so
+        registering new entries costs no disk reads.
+        """
+        ids, order = self._columns["ids"], self._columns["id_order"]
+        encoded = entry_id.encode()
+        if len(order) == 0 or len(encoded) > ids.dtype.itemsize:
             return None
-        wanted = np.array(entry_id.encode(), dtype=ids.dtype)
-        at = _bisect(ids, order, wanted)
-        if at < len(order) and ids[order[at]] == wanted:
-            return int(order[at])
+        if not _bloom_has(self._bloom, id_hashes(np.array([encoded], dtype=ids.dtype)))[0]:
+            return None
+        at = _bisect(ids, order, encoded)
+        if at < len(order) and bytes(ids.at(int(order.at(at)))) == encoded:
+            return int(order.at(at))
         return None
 
     def with_digest(self, signal: Signal, digest: str) -> list[int]:
         """The numbers of the entries with this exact SHA-256 or MD5."""
-        values, order = self._a[signal], self._a[f"{signal}_order"]
-        wanted = np.array(bytes.fromhex(digest).rstrip(b"\0"), dtype=values.dtype)
+        values, order = self._columns[signal], self._columns[f"{signal}_order"]
+        wanted = bytes.fromhex(digest).rstrip(b"\0")  # fixed-width bytes drop trailing zeros
         keys = []
         at = _bisect(values, order, wanted)
-        while at < len(order) and values[order[at]] == wanted:
-            keys.append(int(order[at]))
+        while at < len(order) and bytes(values.at(int(order.at(at)))) == wanted:
+            keys.append(int(order.at(at)))
             at += 1
         return keys
 
     def pdq_owner(self, rows: np.ndarray) -> np.ndarray:
         """The entry number of each PDQ row."""
-        owners: np.ndarray = self._a["pdq_key"][rows].astype(np.int64)
-        return owners
+        return self._columns["pdq_key"].take(rows).astype(np.int64)
 
     def members(self, dead: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The live entries' numbers, and the live PDQ rows (for compaction)."""
         live = np.flatnonzero(~dead)
-        rows = np.flatnonzero(~dead[self._a["pdq_key"]]) if self.pdq_count else np.empty(0, int)
+        owners = self.full("pdq_key")
+        rows = np.flatnonzero(~dead[owners]) if len(owners) else np.empty(0, dtype=np.int64)
         return live, rows
 
     def compacted(
@@ -125,16 +138,20 @@ class Generation:
         return _write(self, added, offsets, folder, dead)
 
 
-def _bisect(values: np.ndarray, order: np.ndarray, wanted: np.ndarray) -> int:
-    """The first position in ``order`` whose value is not below ``wanted`` (touches log N rows)."""
+def _bisect(values: Column, order: Column, wanted: bytes) -> int:
+    """The first position in ``order`` whose value is not below ``wanted`` (reads log N rows)."""
     low, high = 0, len(order)
     while low < high:
         middle = (low + high) // 2
-        if values[order[middle]] < wanted:
+        if bytes(values.at(int(order.at(middle)))) < wanted:
             low = middle + 1
         else:
             high = middle
     return low
+
+
+def _column(array: np.ndarray | Column) -> Column:
+    return array if isinstance(array, Column) else Column(array)
 
 
 def _write(
@@ -150,18 +167,18 @@ def _write(
     banks = sorted({*(old.banks if old else []), *(m.entry.bank for m in added)})
     arrays = {
         "ids": _joined(
-            old._a["ids"][live] if old else None, [m.entry.entry_id.encode() for m in added]
+            old.full("ids")[live] if old else None, [m.entry.entry_id.encode() for m in added]
         ),
         "bank": _bank_numbers(old, live, added, banks),
         "pdq_key": _pdq_keys(old, live, rows, added),
     }
     for signal, width in (("sha256", 32), ("md5", 16)):
         arrays[signal] = _joined(
-            old._a[signal][live] if old else None,
-            [bytes.fromhex(getattr(m.entry, signal) or "") for m in added],
+            old.full(signal)[live] if old else None,
+            [bytes.fromhex(getattr(m, signal) or "") for m in added],
             width,
         )
-    codes = [old._a["codes"][rows] if old else np.empty((0, 4), np.uint64)]
+    codes = [old.full("codes")[rows] if old else np.empty((0, 4), np.uint64)]
     codes += [m.codes for m in added]
     return bulk(
         arrays, np.concatenate(codes).astype(np.uint64).reshape(-1, 4), banks, offsets, folder
@@ -183,6 +200,7 @@ def bulk(
     """
     arrays = dict(arrays)
     arrays["id_order"] = np.argsort(arrays["ids"], kind="stable").astype(np.uint32)
+    arrays["bloom"] = _bloom(id_hashes(arrays["ids"]))
     for signal in ("sha256", "md5"):
         values = arrays[signal]
         present = np.flatnonzero(values != b"")
@@ -210,7 +228,7 @@ def _bank_numbers(
     kept = np.empty(0, dtype=np.uint16)
     if old is not None and len(live):
         renumber = np.array([number[name] for name in old.banks], dtype=np.uint16)
-        kept = renumber[old._a["bank"][live]]
+        kept = renumber[old.full("bank")[live]]
     return np.concatenate([kept, np.array([number[m.entry.bank] for m in added], np.uint16)])
 
 
@@ -221,7 +239,7 @@ def _pdq_keys(
     if old is not None:
         renumber = np.full(len(old), -1, dtype=np.int64)
         renumber[live] = np.arange(len(live))
-        kept = renumber[old._a["pdq_key"][rows]]
+        kept = renumber[old.full("pdq_key")[rows]]
     new = np.repeat(np.arange(len(live), len(live) + len(added)), [len(m.codes) for m in added])
     return np.concatenate([kept, new]).astype(np.uint32)
 
@@ -247,5 +265,80 @@ def load(folder: Path) -> Generation:
         raise ValueError(
             f"snapshot {folder} has format {meta.get('version')}, not {FORMAT_VERSION}"
         )
-    arrays = {path.stem: np.load(path, mmap_mode="r") for path in folder.glob("*.npy")}
+    arrays: dict[str, np.ndarray | Column] = {
+        path.stem: Column(path=path) if path.stem in SPARSE else _map(path)
+        for path in folder.glob("*.npy")
+    }
     return Generation(folder, arrays, meta)
+
+
+def _map(path: Path) -> np.ndarray:
+    """Memory-map a .npy file read-only, for random access.
+
+    MADV_RANDOM matters: lookups touch a few scattered rows, and without it the kernel maps whole
+    large page-cache folios (and reads ahead) around each one, so a few hundred lookups would pull
+    entire id arrays into the process's memory.
+    """
+    with open(path, "rb") as file:
+        version = np.lib.format.read_magic(file)
+        header = (
+            np.lib.format.read_array_header_1_0
+            if version == (1, 0)
+            else np.lib.format.read_array_header_2_0
+        )
+        shape, fortran, dtype = header(file)
+        offset = file.tell()
+        if shape and int(np.prod(shape)) == 0:
+            return np.empty(shape, dtype=dtype)
+        mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+    mapped.madvise(mmap.MADV_RANDOM)
+    count = int(np.prod(shape)) if shape else 1
+    array = np.frombuffer(mapped, dtype=dtype, count=count, offset=offset)
+    return array.reshape(shape, order="F" if fortran else "C")
+
+
+def id_hashes(ids: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each fixed-width id (vectorised: 8 bytes at a time, SplitMix64-mixed)."""
+    width = -(-ids.dtype.itemsize // 8) * 8
+    padded = np.zeros((len(ids), width), dtype=np.uint8)
+    if len(ids):
+        padded[:, : ids.dtype.itemsize] = ids.view(np.uint8).reshape(len(ids), -1)
+    words = padded.view("<u8")
+    hashes = np.full(len(ids), 0x9E3779B97F4A7C15, dtype=np.uint64)
+    for column in range(words.shape[1]):
+        hashes = _mix(hashes ^ words[:, column])
+    return hashes
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    mixed: np.ndarray = x ^ (x >> np.uint64(31))
+    return mixed
+
+
+def _bloom_positions(hashes: np.ndarray, bits: int) -> list[np.ndarray]:
+    step = _mix(hashes) | np.uint64(1)
+    with np.errstate(over="ignore"):
+        return [(hashes + np.uint64(k) * step) & np.uint64(bits - 1) for k in range(3)]
+
+
+def _bloom(hashes: np.ndarray) -> np.ndarray:
+    """A Bloom filter of about 8 bits per id and 3 probes (under 1% false positives)."""
+    bits = 1 << max(6, int(8 * max(1, len(hashes)) - 1).bit_length())
+    filter_ = np.zeros(bits // 8, dtype=np.uint8)
+    for position in _bloom_positions(hashes, bits):
+        np.bitwise_or.at(
+            filter_,
+            position >> np.uint64(3),
+            np.left_shift(1, position & np.uint64(7)).astype(np.uint8),
+        )
+    return filter_
+
+
+def _bloom_has(filter_: np.ndarray, hashes: np.ndarray) -> np.ndarray:
+    present = np.ones(len(hashes), dtype=bool)
+    for position in _bloom_positions(hashes, len(filter_) * 8):
+        present &= (filter_[position >> np.uint64(3)] >> (position & np.uint64(7))) & 1 == 1
+    return present

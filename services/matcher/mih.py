@@ -7,9 +7,10 @@ have it; a query looks up its own chunk values and every value within 2 bits of 
 chunk), and only those candidates are checked against the full 256 bits. Nothing within the radius
 can be missed, and a query touches about 14,000 of 10 million hashes instead of all of them.
 
-Tables are CSR arrays (offsets per chunk value, rows sorted by value), built once and then only
-read, so they can be saved as .npy files and memory-mapped back. Queries run in small groups
-because the candidate arrays of a few queries fit in the CPU cache. Below a quarter of a million
+Tables are CSR arrays (offsets per chunk value, rows sorted by value, each row number in 3 bytes
+while there are fewer than 16.7 million codes), built once and then only read, so they can be
+saved as .npy files and memory-mapped back. Queries run in small groups because the candidate
+arrays of a few queries fit in the CPU cache. Below a quarter of a million
 hashes the tables (96 MB of offsets) do not pay: a FAISS brute-force scan is used instead.
 """
 
@@ -80,7 +81,7 @@ class MultiIndexHash:
             offset = np.zeros(len(counts) + 1, dtype=np.uint32)
             np.cumsum(counts, out=offset[1:])
             offsets.append(offset)
-            rows.append(np.argsort(column, kind="stable").astype(np.uint32))
+            rows.append(_packed(np.argsort(column, kind="stable"), len(codes)))
         return cls(codes, offsets, rows)
 
     def search(self, queries: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -127,7 +128,7 @@ class MultiIndexHash:
                 continue
             ends = np.cumsum(lengths)
             positions = np.arange(total) + np.repeat(starts - (ends - lengths), lengths)
-            candidate_row.append(self.rows[chunk][positions])
+            candidate_row.append(_unpacked(self.rows[chunk][positions]))
             candidate_query.append(np.repeat(np.arange(probes.size) // probes.shape[1], lengths))
         if not candidate_row:
             empty = np.empty(0, dtype=np.int64)
@@ -146,3 +147,17 @@ class MultiIndexHash:
         for chunk, (offsets, rows) in enumerate(zip(self.offsets, self.rows, strict=True)):
             named[f"offsets{chunk:02d}"], named[f"rows{chunk:02d}"] = offsets, rows
         return named
+
+
+def _packed(rows: np.ndarray, count: int) -> np.ndarray:
+    """Row numbers as little-endian bytes, 3 per row below 2**24 rows (else 4): N x width uint8."""
+    width = 3 if count < 1 << 24 else 4
+    return np.ascontiguousarray(rows.astype("<u4").view(np.uint8).reshape(-1, 4)[:, :width])
+
+
+def _unpacked(packed: np.ndarray) -> np.ndarray:
+    """Row numbers back from :func:`_packed` bytes."""
+    rows = packed[:, 0].astype(np.int64)
+    for byte in range(1, packed.shape[1]):
+        rows |= packed[:, byte].astype(np.int64) << (8 * byte)
+    return rows

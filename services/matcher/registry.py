@@ -62,7 +62,7 @@ class Delta:
         self.members[member.entry.entry_id] = (key, member)
         self.by_key[key] = member.entry
         for signal in ("sha256", "md5"):
-            digest = getattr(member.entry, signal)
+            digest = getattr(member, signal)
             if digest:
                 self.exact[signal][digest].add(key)
         self.pdq.add(key, member.codes.view(np.uint8).reshape(-1, 32))
@@ -75,7 +75,7 @@ class Delta:
         key, member = found
         del self.by_key[key]
         for signal in ("sha256", "md5"):
-            digest = getattr(member.entry, signal)
+            digest = getattr(member, signal)
             if digest:
                 self.exact[signal][digest].discard(key)
         self.pdq.remove(key)
@@ -126,8 +126,10 @@ class Registry:
         """Add an entry, replacing any earlier registration with the same id."""
         signals = registration.signals
         member = Member(
-            Entry(registration.entry_id, registration.bank, signals.sha256, signals.md5),
+            Entry(registration.entry_id, registration.bank),
             codes_of(signals.pdq),
+            signals.sha256,
+            signals.md5,
         )
         with self._lock:
             self._withdraw_locked(registration.entry_id)

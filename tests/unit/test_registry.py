@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -117,3 +119,24 @@ def test_no_snapshot_means_none(tmp_path):
     assert load_latest(tmp_path / "missing") is None
     (tmp_path / "generation-1.partial").mkdir()
     assert load_latest(tmp_path) is None
+
+
+def test_every_id_is_found_and_absent_ids_rarely_pass_the_bloom_filter():
+    from services.matcher.generation import _bloom, _bloom_has, bulk, id_hashes
+
+    count = 20_000
+    ids = np.char.add(b"entry-", np.arange(count).astype("S8"))
+    arrays = {
+        "ids": ids,
+        "bank": np.zeros(count, np.uint16),
+        "sha256": np.zeros(count, "S32"),
+        "md5": np.zeros(count, "S16"),
+        "pdq_key": np.arange(count, dtype=np.uint32),
+    }
+    codes = np.random.default_rng(1).integers(0, 2**63, (count, 4), dtype=np.uint64)
+    generation = bulk(arrays, codes, ["kids"], {}, Path())
+    assert all(generation.key_of(f"entry-{n}") == n for n in range(0, count, 97))
+    assert generation.key_of("entry-absent") is None
+    absent = np.char.add(b"other-", np.arange(count).astype("S8"))
+    false_positive_rate = _bloom_has(_bloom(id_hashes(ids)), id_hashes(absent)).mean()
+    assert false_positive_rate < 0.02
