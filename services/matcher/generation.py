@@ -27,7 +27,17 @@ from services.shared.schemas import Signal
 
 FORMAT_VERSION = 1
 # Per-entry arrays read a row at a time (see columns.py); the rest is memory-mapped.
-SPARSE = ("ids", "id_order", "bank", "pdq_key", "sha256", "md5", "sha256_order", "md5_order")
+SPARSE = (
+    "ids",
+    "id_order",
+    "bank",
+    "pdq_key",
+    "sha256_key",
+    "sha256_value",
+    "md5_key",
+    "md5_value",
+)
+DIGESTS = (("sha256", 32), ("md5", 16))
 
 
 @dataclass(frozen=True)
@@ -81,7 +91,7 @@ class Generation:
 
     def digest_count(self, signal: Signal) -> int:
         """How many entries have this exact digest."""
-        return len(self._columns[f"{signal}_order"])
+        return len(self._columns[f"{signal}_value"])
 
     def full(self, name: str) -> np.ndarray:
         """A whole per-entry or per-hash array, for compaction."""
@@ -104,21 +114,21 @@ class Generation:
             return None
         if not _bloom_has(self._bloom, id_hashes(np.array([encoded], dtype=ids.dtype)))[0]:
             return None
-        at = _bisect(ids, order, encoded)
+        at = _bisect(ids, encoded, order)
         if at < len(order) and bytes(ids.at(int(order.at(at)))) == encoded:
             return int(order.at(at))
         return None
 
     def with_digest(self, signal: Signal, digest: str) -> list[int]:
         """The numbers of the entries with this exact SHA-256 or MD5."""
-        values, order = self._columns[signal], self._columns[f"{signal}_order"]
+        values, keys = self._columns[f"{signal}_value"], self._columns[f"{signal}_key"]
         wanted = bytes.fromhex(digest).rstrip(b"\0")  # fixed-width bytes drop trailing zeros
-        keys = []
-        at = _bisect(values, order, wanted)
-        while at < len(order) and bytes(values.at(int(order.at(at)))) == wanted:
-            keys.append(int(order.at(at)))
+        found = []
+        at = _bisect(values, wanted)
+        while at < len(values) and bytes(values.at(at)) == wanted:
+            found.append(int(keys.at(at)))
             at += 1
-        return keys
+        return found
 
     def pdq_owner(self, rows: np.ndarray) -> np.ndarray:
         """The entry number of each PDQ row."""
@@ -138,12 +148,16 @@ class Generation:
         return _write(self, added, offsets, folder, dead)
 
 
-def _bisect(values: Column, order: Column, wanted: bytes) -> int:
-    """The first position in ``order`` whose value is not below ``wanted`` (reads log N rows)."""
-    low, high = 0, len(order)
+def _bisect(values: Column, wanted: bytes, order: Column | None = None) -> int:
+    """The first position (in ``order``, else in ``values``) whose value is not below ``wanted``.
+
+    Reads log N rows.
+    """
+    low, high = 0, len(order if order is not None else values)
     while low < high:
         middle = (low + high) // 2
-        if bytes(values.at(int(order.at(middle)))) < wanted:
+        row = int(order.at(middle)) if order is not None else middle
+        if bytes(values.at(row)) < wanted:
             low = middle + 1
         else:
             high = middle
@@ -172,11 +186,19 @@ def _write(
         "bank": _bank_numbers(old, live, added, banks),
         "pdq_key": _pdq_keys(old, live, rows, added),
     }
-    for signal, width in (("sha256", 32), ("md5", 16)):
-        arrays[signal] = _joined(
-            old.full(signal)[live] if old else None,
-            [bytes.fromhex(getattr(m, signal) or "") for m in added],
-            width,
+    renumber = np.full(len(old) if old else 0, -1, dtype=np.int64)
+    renumber[live] = np.arange(len(live))
+    for signal, width in DIGESTS:
+        kept_keys = renumber[old.full(f"{signal}_key")] if old else empty
+        alive = kept_keys >= 0
+        new = [
+            (len(live) + n, bytes.fromhex(d))
+            for n, m in enumerate(added)
+            if (d := getattr(m, signal))
+        ]
+        arrays[f"{signal}_key"] = np.concatenate([kept_keys[alive], [k for k, _ in new]])
+        arrays[f"{signal}_value"] = _joined(
+            old.full(f"{signal}_value")[alive] if old else None, [v for _, v in new], width
         )
     codes = [old.full("codes")[rows] if old else np.empty((0, 4), np.uint64)]
     codes += [m.codes for m in added]
@@ -194,19 +216,19 @@ def bulk(
 ) -> Generation:
     """A generation from arrays; saved in ``folder`` unless it is ``Path()``.
 
-    Per entry: ``ids`` (fixed-width bytes), ``bank`` (numbers into ``banks``), ``sha256`` and
-    ``md5`` (fixed-width bytes, empty for none). Per PDQ hash: its ``codes`` row and ``pdq_key``,
-    the number of its entry.
+    Per entry: ``ids`` (fixed-width bytes) and ``bank`` (numbers into ``banks``). Per PDQ hash:
+    its ``codes`` row and ``pdq_key``, the number of its entry. Per exact digest: ``sha256_key``
+    and ``sha256_value`` (likewise ``md5_``), the entry number and the digest bytes, in any order;
+    entries without digests cost nothing.
     """
     arrays = dict(arrays)
     arrays["id_order"] = np.argsort(arrays["ids"], kind="stable").astype(np.uint32)
     arrays["bloom"] = _bloom(id_hashes(arrays["ids"]))
-    for signal in ("sha256", "md5"):
-        values = arrays[signal]
-        present = np.flatnonzero(values != b"")
-        arrays[f"{signal}_order"] = present[np.argsort(values[present], kind="stable")].astype(
-            np.uint32
-        )
+    for signal, width in DIGESTS:
+        values = np.asarray(arrays.get(f"{signal}_value", np.empty(0)), dtype=f"S{width}")
+        keys = np.asarray(arrays.get(f"{signal}_key", np.empty(0)), dtype=np.uint32)
+        order = np.argsort(values, kind="stable")
+        arrays[f"{signal}_value"], arrays[f"{signal}_key"] = values[order], keys[order]
     index = MultiIndexHash.build(codes)
     meta = {"version": FORMAT_VERSION, "banks": banks, "offsets": offsets}
     if folder == Path():

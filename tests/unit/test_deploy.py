@@ -64,7 +64,7 @@ def test_every_service_command_in_deploy_is_an_eraser_command():
         for document in yaml.safe_load_all(path.read_text()):
             spec = (document or {}).get("spec", {}).get("template", {}).get("spec", {})
             used |= {c["args"][0] for c in spec.get("containers", []) if "args" in c}
-    assert used == {"topics", "ingest", "matcher", "actions"}
+    assert used == {"topics", "ingest", "matcher", "actions", "admin"}
     assert used <= commands
 
 

@@ -129,8 +129,6 @@ def test_every_id_is_found_and_absent_ids_rarely_pass_the_bloom_filter():
     arrays = {
         "ids": ids,
         "bank": np.zeros(count, np.uint16),
-        "sha256": np.zeros(count, "S32"),
-        "md5": np.zeros(count, "S16"),
         "pdq_key": np.arange(count, dtype=np.uint32),
     }
     codes = np.random.default_rng(1).integers(0, 2**63, (count, 4), dtype=np.uint64)
