@@ -185,7 +185,9 @@ class Registry:
         """Whether to compact now.
 
         When the delta or the withdrawn share of the generation has grown enough, or, with
-        snapshots on, when changes have waited longer than the snapshot interval.
+        snapshots on, when changes have waited longer than the snapshot interval (so a restart's
+        tail stays short) and are worth rewriting the generation for: at least one per thousand
+        entries, so a trickle of registrations does not rebuild ten million entries every time.
         """
         if self._frozen is not None:
             return False
@@ -194,7 +196,11 @@ class Registry:
         return (
             len(self._delta.members) > max(self._delta_limit, len(self._base) // 8)
             or self._dead_count > max(1000, len(self._base) // 10)
-            or (self._snapshot_dir is not None and changed > 0 and overdue)
+            or (
+                self._snapshot_dir is not None
+                and overdue
+                and changed >= max(1, len(self._base) // 1000)
+            )
         )
 
     def compact(self, offsets: dict[int, int], background: bool = True) -> threading.Thread | None:
