@@ -61,6 +61,16 @@ def _parser() -> argparse.ArgumentParser:
     registry.add_argument("--size", type=int, default=1_000_000)
     registry.add_argument("--json", type=Path, default=None, help="default results/registry-N.json")
     registry.set_defaults(command=_bench_registry)
+    accuracy = benches.add_parser("accuracy", help="recall and precision per edit class")
+    accuracy.add_argument(
+        "--cache",
+        type=Path,
+        default=Path(".cache/accuracy"),
+        help="where the photos from packages are kept (never committed)",
+    )
+    accuracy.add_argument("--workers", type=int, default=2)
+    accuracy.add_argument("--json", type=Path, default=Path("results/accuracy.json"))
+    accuracy.set_defaults(command=_bench_accuracy)
     hostile = benches.add_parser("hostile", help="the hostile-input corpus through the pipeline")
     hostile.add_argument("--json", type=Path, default=Path("results/hostile.json"))
     hostile.set_defaults(command=_bench_hostile)
@@ -151,6 +161,12 @@ def _bench_registry(args: argparse.Namespace) -> int:
 
     path = args.json or Path(f"results/registry-{args.size}.json")
     return commands.registry(args.size, path)
+
+
+def _bench_accuracy(args: argparse.Namespace) -> int:
+    from services.bench import commands
+
+    return commands.accuracy(args.cache, args.workers, args.json)
 
 
 def _bench_hostile(args: argparse.Namespace) -> int:

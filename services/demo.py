@@ -21,6 +21,7 @@ from pathlib import Path
 from PIL import Image, ImageOps
 
 from services.admin.publishing import Publisher
+from services.ingest.embedding import Embedder
 from services.pipeline import Pipeline
 from services.registrar import hash_file
 from services.samples import photo_bytes as photo
@@ -150,8 +151,10 @@ def _register(
     kafka: KafkaSettings, topics: TopicSettings, out: Callable[[str], None]
 ) -> dict[str, str]:
     publisher = Publisher(kafka, topics)
+    embedder = Embedder()
     registrations = [
-        hash_file(photo(name), "demo", quality_floor=50).registration for name in PROTECTED
+        hash_file(photo(name), "demo", quality_floor=50, embedder=embedder).registration
+        for name in PROTECTED
     ]
     publisher.register(registrations)
     publisher.close()

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.ingest.decoding import decode
-from services.ingest.hashing import digests, pdq
-from services.shared.schemas import EntryRegistered, Signals
+from services.ingest.embedding import Embedder
+from services.ingest.hashing import digests
+from services.ingest.signals import reference_signals
+from services.shared.schemas import EntryRegistered, Signals, embedding_to_text
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 # Registration is an operator's action on their own files; the limit only guards against mistakes.
@@ -42,28 +44,43 @@ def image_paths(paths: Iterable[Path]) -> Iterator[Path]:
 
 
 def hash_file(
-    data: bytes, bank: str, quality_floor: int, labels: dict[str, str] | None = None
+    data: bytes,
+    bank: str,
+    quality_floor: int,
+    labels: dict[str, str] | None = None,
+    embedder: Embedder | None = None,
 ) -> Hashed:
     """The registration for one image's bytes.
 
-    PDQ hashes under ``quality_floor`` (flat or featureless images) would match unrelated uploads,
-    so such images are registered by their file digests only.
+    PDQ of the image and of reference crops of it (so cropped re-posts match), and with an
+    embedder, embeddings of the image and of crops and small rotations of it. PDQ hashes under
+    ``quality_floor`` (flat or featureless views) would match unrelated uploads and are left out;
+    an image whose own PDQ is under the floor is registered by digests and embeddings only.
 
     Raises:
         MediaUndecodableError: the bytes are not a decodable image.
     """
     files = digests(data)
-    code, quality = pdq(decode(data, _MAX_PIXELS).pixels)
-    keep_pdq = quality >= quality_floor
+    signals = reference_signals(decode(data, _MAX_PIXELS).pixels, embedder)
+    keep = [
+        code
+        for code, quality in zip(signals.pdq, signals.pdq_quality, strict=True)
+        if quality >= quality_floor
+    ]
     registration = EntryRegistered(
         entry_id=entry_id_for(bank, files.sha256),
         bank=bank,
-        signals=Signals(pdq=[code] if keep_pdq else [], sha256=files.sha256, md5=files.md5),
+        signals=Signals(
+            pdq=keep if signals.pdq_quality[0] >= quality_floor else [],
+            sha256=files.sha256,
+            md5=files.md5,
+            embedding=[embedding_to_text(vector) for vector in signals.embeddings],
+        ),
         labels=labels or {},
     )
-    warning = (
-        None if keep_pdq else f"PDQ quality {quality} < {quality_floor}: registered by digest only"
-    )
+    warning = None
+    if signals.pdq_quality[0] < quality_floor:
+        warning = f"PDQ quality {signals.pdq_quality[0]} < {quality_floor}: registered without PDQ"
     return Hashed(registration, warning)
 
 

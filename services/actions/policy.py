@@ -1,8 +1,9 @@
 """Bank policy: what to do about a match verdict, entry by entry.
 
-For each matched entry the strongest signal counts: an exact digest (SHA-256, MD5) beats PDQ, and
-among PDQ matches the smallest distance wins. Exact matches and PDQ matches at or under the bank's
-auto threshold get the bank's action; weaker PDQ matches go to human review. A match in a negative
+For each matched entry the strongest signal counts: an exact digest (SHA-256, MD5) beats PDQ, PDQ
+beats the embedding, and the smallest distance wins. Exact matches, PDQ matches at or under the
+bank's auto threshold, and matches where PDQ and the embedding agree get the bank's action; a
+weaker PDQ match, or the embedding alone, goes to human review. A match in a negative
 bank (known false positives, such as a stock photo) means no action at all for that upload.
 """
 
@@ -20,8 +21,17 @@ def decide(verdict: VerdictIssued, policies: BankBook, decided_at: datetime) -> 
     """The actions a match verdict calls for: one per matched entry, in entry order."""
     if suppressed(verdict, policies):
         return []
+    signals: dict[tuple[str, str], set[str]] = {}
+    for match in verdict.matches:
+        signals.setdefault((match.bank, match.entry_id), set()).add(match.signal)
     return [
-        _action(verdict, match, policies.for_bank(match.bank), decided_at)
+        _action(
+            verdict,
+            match,
+            policies.for_bank(match.bank),
+            signals[(match.bank, match.entry_id)],
+            decided_at,
+        )
         for match in strongest_per_entry(verdict.matches)
     ]
 
@@ -41,21 +51,31 @@ def strongest_per_entry(matches: list[Match]) -> list[Match]:
     return [best[key] for key in sorted(best)]
 
 
-def _strength(match: Match) -> tuple[bool, int]:
-    return match.signal in _EXACT, -match.distance
+def _strength(match: Match) -> tuple[bool, bool, int]:
+    return match.signal in _EXACT, match.signal == "pdq", -match.distance
 
 
 def _action(
-    verdict: VerdictIssued, match: Match, policy: BankPolicy, decided_at: datetime
+    verdict: VerdictIssued,
+    match: Match,
+    policy: BankPolicy,
+    signals: set[str],
+    decided_at: datetime,
 ) -> ActionDecided:
     if match.signal in _EXACT:
         action, reason = policy.action, f"{match.signal} equal to the registered file"
-    elif match.distance <= policy.auto_threshold:
+    elif match.signal == "pdq" and match.distance <= policy.auto_threshold:
         action = policy.action
         reason = f"pdq distance {match.distance} <= auto threshold {policy.auto_threshold}"
-    else:
+    elif {"pdq", "embedding"} <= signals:
+        action = policy.action
+        reason = f"pdq (distance {match.distance}) and embedding agree"
+    elif match.signal == "pdq":
         action = "review"
         reason = f"pdq distance {match.distance} > auto threshold {policy.auto_threshold}"
+    else:
+        action = "review"
+        reason = "embedding alone: needs a person to confirm"
     return ActionDecided(
         action=action,
         content_id=verdict.content_id,

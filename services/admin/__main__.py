@@ -13,6 +13,7 @@ from services.admin.api import create_app
 from services.admin.operations import Admin
 from services.admin.publishing import Publisher
 from services.admin.view import RegistryView
+from services.ingest.embedding import Embedder
 from services.shared import logging as eraser_logging
 from services.shared.banks import BankBook
 from services.shared.config import AdminSettings
@@ -59,6 +60,7 @@ def main() -> int:
         tokens=settings.tokens,
         ready=lambda: all(f.caught_up for f in followers) and not failures,
         max_image_bytes=settings.max_image_bytes,
+        embedder=Embedder(),
     )
     try:
         uvicorn.run(app, host="0.0.0.0", port=settings.http_port, log_config=None)

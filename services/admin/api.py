@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from services.admin.formats import Format, entry_id_for
 from services.admin.operations import Admin, ImportRejected
 from services.admin.view import RegistryView
+from services.ingest.embedding import Embedder
 from services.registrar import hash_file
 from services.shared.banks import BankBook
 from services.shared.errors import PoisonError
@@ -102,6 +103,7 @@ def create_app(
     tokens: dict[str, SecretStr],
     ready: Callable[[], bool],
     max_image_bytes: int,
+    embedder: Embedder | None = None,
 ) -> FastAPI:
     """The API, wired to its collaborators (real ones in ``__main__``, fakes in tests)."""
     app = FastAPI(title="eraser admin", version="1", description=__doc__)
@@ -194,7 +196,7 @@ def create_app(
         if len(data) > max_image_bytes:
             raise HTTPException(413, "image is over the byte cap")
         try:
-            hashed = hash_file(data, bank, banks.for_bank(bank).quality_floor)
+            hashed = hash_file(data, bank, banks.for_bank(bank).quality_floor, embedder=embedder)
         except PoisonError as error:
             raise HTTPException(422, error.reason) from None
         finally:

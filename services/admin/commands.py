@@ -20,6 +20,7 @@ from services.admin.formats import FORMATS, serialise
 from services.admin.operations import Admin, ImportRejected
 from services.admin.publishing import Publisher
 from services.admin.view import RegistryView
+from services.ingest.embedding import Embedder
 from services.registrar import hash_file, image_paths
 from services.shared.banks import BankBook
 from services.shared.config import KafkaSettings, PolicySettings, TopicSettings
@@ -119,10 +120,11 @@ def _register(args: argparse.Namespace) -> int:
         return 2
     labels = dict(label.split("=", 1) for label in args.label if "=" in label)
     floor = PolicySettings().for_bank(args.bank).quality_floor
+    embedder = Embedder()
     registered, failed = [], 0
     for path in image_paths(args.paths):
         try:
-            hashed = hash_file(path.read_bytes(), args.bank, floor, labels)
+            hashed = hash_file(path.read_bytes(), args.bank, floor, labels, embedder)
         except (OSError, PoisonError) as error:
             reason = error.reason if isinstance(error, PoisonError) else type(error).__name__
             print(f"error\t{path}\t{reason}", file=sys.stderr)

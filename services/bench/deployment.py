@@ -7,6 +7,7 @@ The benchmarks and the integration tests use it to run the pipeline exactly as p
 from __future__ import annotations
 
 import base64
+import functools
 import itertools
 import json
 import os
@@ -21,6 +22,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 
 from services.actions.signing import verify
 from services.admin.publishing import Publisher
+from services.ingest.embedding import Embedder
 from services.pipeline import Pipeline
 from services.registrar import hash_file
 from services.shared.config import KafkaSettings, TopicSettings
@@ -71,10 +73,16 @@ class Deployment:
         self.action_ids: list[str] = []
         self.unsigned_actions = 0
 
+    @functools.cached_property
+    def embedder(self) -> Embedder:
+        """The embedder registrations use (built once, on first use)."""
+        return Embedder()
+
     def register(self, bank: str, images: dict[str, bytes]) -> dict[str, str]:
         """Register images in ``bank``; their entry ids by name."""
         registrations = {
-            name: hash_file(data, bank, 50).registration for name, data in images.items()
+            name: hash_file(data, bank, 50, embedder=self.embedder).registration
+            for name, data in images.items()
         }
         publisher = Publisher(self.kafka, self.topics)
         publisher.register(registrations.values())

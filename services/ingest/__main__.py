@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from services.ingest.embedding import Embedder
 from services.ingest.fetching import MediaFetcher
 from services.ingest.handler import IngestProcessor
 from services.shared import logging as eraser_logging
@@ -17,8 +18,9 @@ def main() -> int:
     eraser_logging.configure("ingest")
     settings = load_settings(IngestSettings)
     metrics = IngestMetrics()
+    embedder = Embedder() if settings.embeddings else None
     processor = IngestProcessor(
-        settings.topics, MediaFetcher(settings.media), settings.media.max_pixels, metrics
+        settings.topics, MediaFetcher(settings.media), settings.media.max_pixels, metrics, embedder
     )
     return run_service(
         service="ingest",

@@ -14,8 +14,10 @@ from contextlib import contextmanager
 from kafka.consumer.fetcher import ConsumerRecord
 
 from services.ingest.decoding import decode
+from services.ingest.embedding import Embedder
 from services.ingest.fetching import MediaFetcher
-from services.ingest.hashing import digests, pdq_dihedral
+from services.ingest.hashing import digests
+from services.ingest.signals import image_signals
 from services.shared.config import TopicSettings
 from services.shared.errors import FetchFailedError, MediaRejectedError, PoisonError
 from services.shared.kafka import Outgoing, Result
@@ -24,6 +26,7 @@ from services.shared.schemas import (
     CloudEvent,
     MediaHashed,
     UploadReceived,
+    embedding_to_text,
     event_id,
     new_event,
     readable_fields,
@@ -39,12 +42,18 @@ class IngestProcessor:
     model = UploadReceived
 
     def __init__(
-        self, topics: TopicSettings, fetcher: MediaFetcher, max_pixels: int, metrics: IngestMetrics
+        self,
+        topics: TopicSettings,
+        fetcher: MediaFetcher,
+        max_pixels: int,
+        metrics: IngestMetrics,
+        embedder: Embedder | None = None,
     ) -> None:
         self._topics = topics
         self._fetcher = fetcher
         self._max_pixels = max_pixels
         self._metrics = metrics
+        self._embedder = embedder
 
     def process(self, events: Sequence[CloudEvent[UploadReceived]]) -> list[Result]:
         """Scan each upload; one result per event."""
@@ -84,15 +93,16 @@ class IngestProcessor:
             image = decode(fetched.data, self._max_pixels)
         with self._stage("hash"):
             files = digests(fetched.data)
-            pdq = pdq_dihedral(image.pixels)
+            signals = image_signals(image.pixels, self._embedder)
         return MediaHashed(
             upload_id=event.id,
             content_id=event.data.content_id,
             uploaded_at=event.time,
             sha256=files.sha256,
             md5=files.md5,
-            pdq=list(pdq.dihedral),
-            pdq_quality=pdq.quality,
+            pdq=list(signals.pdq),
+            pdq_quality=signals.pdq_quality,
+            embeddings=[embedding_to_text(vector) for vector in signals.embeddings],
             width=image.width,
             height=image.height,
             format=image.format,

@@ -15,17 +15,19 @@ import json
 import mmap
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from services.matcher.columns import Column
+from services.matcher.index import VectorIndex
 from services.matcher.mih import CHUNKS, MultiIndexHash
 from services.shared.schemas import Signal
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+DIMENSIONS = 1280
 # Per-entry arrays read a row at a time (see columns.py); the rest is memory-mapped.
 SPARSE = (
     "ids",
@@ -56,6 +58,7 @@ class Member:
     codes: np.ndarray
     sha256: str | None = None
     md5: str | None = None
+    embeddings: np.ndarray = field(default_factory=lambda: np.empty((0, DIMENSIONS), np.float32))
 
 
 class Generation:
@@ -75,6 +78,11 @@ class Generation:
             [np.asarray(arrays[f"offsets{c:02d}"]) for c in range(CHUNKS)] if tables else [],
             [np.asarray(arrays[f"rows{c:02d}"]) for c in range(CHUNKS)] if tables else [],
         )
+        # Embeddings are searched in memory (float32: 5 KB each); they are only for entries
+        # registered from images, far fewer than hash-list entries.
+        self.vectors = VectorIndex(DIMENSIONS)
+        self.vectors.add_rows(np.asarray(arrays["emb_key"]), np.asarray(arrays["emb"]))
+        self._dense = {name: arrays[name] for name in ("emb", "emb_key")}
 
     @classmethod
     def empty(cls) -> Generation:
@@ -95,7 +103,11 @@ class Generation:
 
     def full(self, name: str) -> np.ndarray:
         """A whole per-entry or per-hash array, for compaction."""
-        return self.pdq.codes if name == "codes" else self._columns[name].full()
+        if name == "codes":
+            return self.pdq.codes
+        if name in self._columns:
+            return self._columns[name].full()
+        return np.asarray(self._dense[name])
 
     def entry(self, key: int) -> Entry:
         """Entry number ``key`` (reads its id and bank only)."""
@@ -130,6 +142,12 @@ class Generation:
             at += 1
         return found
 
+    def codes_of(self, key: int) -> np.ndarray:
+        """The PDQ hashes of entry ``key`` (its rows are contiguous: keys are in row order)."""
+        owners = self._columns["pdq_key"]
+        low, high = _first_at_least(owners, key), _first_at_least(owners, key + 1)
+        return np.asarray(self.pdq.codes[low:high])
+
     def pdq_owner(self, rows: np.ndarray) -> np.ndarray:
         """The entry number of each PDQ row."""
         return self._columns["pdq_key"].take(rows).astype(np.int64)
@@ -158,6 +176,17 @@ def _bisect(values: Column, wanted: bytes, order: Column | None = None) -> int:
         middle = (low + high) // 2
         row = int(order.at(middle)) if order is not None else middle
         if bytes(values.at(row)) < wanted:
+            low = middle + 1
+        else:
+            high = middle
+    return low
+
+
+def _first_at_least(column: Column, value: int) -> int:
+    low, high = 0, len(column)
+    while low < high:
+        middle = (low + high) // 2
+        if int(column.at(middle)) < value:
             low = middle + 1
         else:
             high = middle
@@ -200,6 +229,22 @@ def _write(
         arrays[f"{signal}_value"] = _joined(
             old.full(f"{signal}_value")[alive] if old else None, [v for _, v in new], width
         )
+    kept_keys = renumber[old.full("emb_key")] if old else empty
+    alive = kept_keys >= 0
+    arrays["emb_key"] = np.concatenate(
+        [
+            kept_keys[alive],
+            np.repeat(
+                np.arange(len(live), len(live) + len(added)), [len(m.embeddings) for m in added]
+            ),
+        ]
+    )
+    arrays["emb"] = np.concatenate(
+        [
+            old.full("emb")[alive] if old else np.empty((0, DIMENSIONS), np.float16),
+            *(m.embeddings.astype(np.float16) for m in added),
+        ]
+    ).reshape(-1, DIMENSIONS)
     codes = [old.full("codes")[rows] if old else np.empty((0, 4), np.uint64)]
     codes += [m.codes for m in added]
     return bulk(
@@ -229,6 +274,8 @@ def bulk(
         keys = np.asarray(arrays.get(f"{signal}_key", np.empty(0)), dtype=np.uint32)
         order = np.argsort(values, kind="stable")
         arrays[f"{signal}_value"], arrays[f"{signal}_key"] = values[order], keys[order]
+    arrays.setdefault("emb", np.empty((0, DIMENSIONS), dtype=np.float16))
+    arrays["emb_key"] = np.asarray(arrays.get("emb_key", np.empty(0)), dtype=np.uint32)
     index = MultiIndexHash.build(codes)
     meta = {"version": FORMAT_VERSION, "banks": banks, "offsets": offsets}
     if folder == Path():

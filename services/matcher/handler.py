@@ -1,8 +1,10 @@
 """The matcher's logic: hashed uploads in, one verdict each out (``eraser.hashes`` → verdicts).
 
-An upload matches an entry when their SHA-256 or MD5 are equal, or when any of the upload's eight
-rotation/flip PDQ hashes is within the entry's bank threshold and the upload's PDQ quality reaches
-the bank's floor. A batch is searched in one index call.
+An upload matches an entry when their SHA-256 or MD5 are equal; when any of the upload's PDQ
+hashes (rotations/flips of the image and of its content without added borders) is within the
+entry's bank threshold and the upload's PDQ quality reaches the bank's floor; when one of its
+embeddings is close enough to one of the entry's; or when a PDQ hash and an embedding are both
+nearly close enough (two weaker signals agreeing). A batch is searched in one call per index.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Sequence
 from kafka.consumer.fetcher import ConsumerRecord
 
 from services.matcher.generation import Entry
-from services.matcher.registry import Registry
+from services.matcher.registry import Registry, embeddings_of
 from services.shared.banks import BankBook
 from services.shared.config import TopicSettings
 from services.shared.errors import PoisonError
@@ -48,7 +50,14 @@ class MatcherProcessor:
             near = self._registry.near(
                 [event.data.pdq for event in events], self._policies.widest_pdq_threshold()
             )
-        return [self._verdict(event.data, found) for event, found in zip(events, near, strict=True)]
+            similar = self._registry.similar(
+                [embeddings_of(event.data.embeddings) for event in events],
+                self._policies.lowest_embedding_threshold(),
+            )
+        return [
+            self._verdict(event.data, pdq, embedding)
+            for event, pdq, embedding in zip(events, near, similar, strict=True)
+        ]
 
     def on_poison(self, record: ConsumerRecord, error: PoisonError) -> list[Outgoing]:
         """An ``error`` verdict if the broken record still names its upload."""
@@ -57,8 +66,15 @@ class MatcherProcessor:
             return []
         return [error_verdict(self._topics.verdicts, upload_id, content_id, error.reason, SOURCE)]
 
-    def matches(self, hashed: MediaHashed, near: dict[Entry, int]) -> list[Match]:
-        """Every (entry, signal) the upload matches under its bank's policy."""
+    def matches(
+        self, hashed: MediaHashed, near: dict[Entry, int], similar: dict[Entry, float] | None = None
+    ) -> list[Match]:
+        """Every (entry, signal) the upload matches under its bank's policy.
+
+        PDQ within the bank's threshold, or an embedding cosine at or above the bank's threshold,
+        matches alone. Below those, a PDQ distance and a cosine that are each within the bank's
+        agreement thresholds match together (both are reported): two weaker signals agreeing.
+        """
         found: list[Match] = []
         for signal, digest in (("sha256", hashed.sha256), ("md5", hashed.md5)):
             for entry in self._registry.exact(signal, digest):  # type: ignore[arg-type]
@@ -72,10 +88,38 @@ class MatcherProcessor:
                 and hashed.pdq_quality >= policy.quality_floor
             ):
                 found.append(_match(entry, "pdq", distance))
+        for entry, cosine in (similar or {}).items():
+            found += self._by_embedding(hashed, entry, cosine, near, found)
         return sorted(found, key=lambda m: (m.bank, m.entry_id, m.signal))
 
-    def _verdict(self, hashed: MediaHashed, near: dict[Entry, int]) -> list[Outgoing]:
-        found = self.matches(hashed, near)
+    def _by_embedding(
+        self,
+        hashed: MediaHashed,
+        entry: Entry,
+        cosine: float,
+        near: dict[Entry, int],
+        found: list[Match],
+    ) -> list[Match]:
+        policy = self._policies.for_bank(entry.bank)
+        embedding = _match(entry, "embedding", round(100 * (1 - min(1.0, cosine))))
+        if not policy.enabled or cosine < policy.agreement_embedding_threshold:
+            return []
+        if cosine >= policy.embedding_threshold:
+            return [embedding]
+        if hashed.pdq_quality < policy.quality_floor:
+            return []
+        distance = near.get(entry)
+        if distance is None:
+            distance = self._registry.pdq_distance(entry, hashed.pdq)
+        if distance > policy.agreement_pdq_threshold:
+            return []
+        already = any(m.entry_id == entry.entry_id and m.signal == "pdq" for m in found)
+        return [embedding] if already else [embedding, _match(entry, "pdq", distance)]
+
+    def _verdict(
+        self, hashed: MediaHashed, near: dict[Entry, int], similar: dict[Entry, float]
+    ) -> list[Outgoing]:
+        found = self.matches(hashed, near, similar)
         verdict = VerdictIssued(
             upload_id=hashed.upload_id,
             content_id=hashed.content_id,

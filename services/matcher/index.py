@@ -102,3 +102,63 @@ class PdqIndex:
         self._index, self._keys = fresh, keys[live].copy()
         self._dead.clear()
         self._dead_rows = 0
+
+
+@dataclass(frozen=True)
+class Similar:
+    """One indexed vector at or above a cosine of a query."""
+
+    query: int
+    key: int
+    cosine: float
+
+
+class VectorIndex:
+    """Exact inner-product search over L2-normalised embeddings, with withdrawals."""
+
+    def __init__(self, dimensions: int) -> None:
+        self._lock = threading.Lock()
+        self._index = faiss.IndexFlatIP(dimensions)
+        self._keys = np.empty(64, dtype=np.int64)  # row -> key; grows by doubling
+        self._dead: set[int] = set()
+
+    @property
+    def rows(self) -> int:
+        """Vectors held, withdrawn ones included."""
+        return int(self._index.ntotal)
+
+    def add(self, key: int, vectors: np.ndarray) -> None:
+        """Index ``vectors`` (N x dimensions float32) under ``key``."""
+        self.add_rows(np.full(len(vectors), key, dtype=np.int64), vectors)
+
+    def add_rows(self, keys: np.ndarray, vectors: np.ndarray) -> None:
+        """Index each row of ``vectors`` under the key beside it."""
+        if len(vectors) == 0:
+            return
+        with self._lock:
+            start = self._index.ntotal
+            self._index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+            if self._index.ntotal > len(self._keys):
+                self._keys = np.resize(self._keys, max(2 * len(self._keys), self._index.ntotal))
+            self._keys[start : self._index.ntotal] = keys
+
+    def remove(self, key: int) -> None:
+        """Stop returning the vectors of ``key``."""
+        with self._lock:
+            self._dead.add(key)
+
+    def search(self, queries: np.ndarray, min_cosine: float) -> list[Similar]:
+        """Every live vector with cosine >= ``min_cosine`` to a query."""
+        if len(queries) == 0 or self._index.ntotal == 0:
+            return []
+        with self._lock:
+            limits, scores, rows = self._index.range_search(
+                np.ascontiguousarray(queries, dtype=np.float32), float(min_cosine) - 1e-6
+            )
+            keys, dead = self._keys[rows], frozenset(self._dead)
+        return [
+            Similar(query, int(keys[at]), float(scores[at]))
+            for query in range(len(queries))
+            for at in range(int(limits[query]), int(limits[query + 1]))
+            if int(keys[at]) not in dead
+        ]

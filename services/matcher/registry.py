@@ -27,14 +27,21 @@ import numpy as np
 from kafka.consumer.fetcher import ConsumerRecord
 
 from services.matcher import generation
-from services.matcher.generation import Entry, Generation, Member
-from services.matcher.index import PdqIndex
+from services.matcher.generation import DIMENSIONS, Entry, Generation, Member
+from services.matcher.index import PdqIndex, VectorIndex
 from services.shared.errors import PoisonError
 from services.shared.metrics import MatcherMetrics
-from services.shared.schemas import EntryRegistered, Signal, parse_event
+from services.shared.schemas import EntryRegistered, Signal, embedding_from_text, parse_event
 
 log = logging.getLogger(__name__)
 _DELTA_KEYS = 1 << 40  # delta entry keys live above every generation key
+
+
+def embeddings_of(texts: list[str]) -> np.ndarray:
+    """Wire-form embeddings as N x 1280 float32."""
+    if not texts:
+        return np.empty((0, DIMENSIONS), dtype=np.float32)
+    return np.stack([embedding_from_text(text) for text in texts])
 
 
 def codes_of(hashes: list[str]) -> np.ndarray:
@@ -55,6 +62,7 @@ class Delta:
         default_factory=lambda: {"sha256": defaultdict(set), "md5": defaultdict(set)}
     )
     pdq: PdqIndex = field(default_factory=PdqIndex)
+    vectors: VectorIndex = field(default_factory=lambda: VectorIndex(DIMENSIONS))
 
     def add(self, member: Member) -> None:
         """Add an entry (its id must not be in the delta)."""
@@ -66,6 +74,7 @@ class Delta:
             if digest:
                 self.exact[signal][digest].add(key)
         self.pdq.add(key, member.codes.view(np.uint8).reshape(-1, 32))
+        self.vectors.add(key, member.embeddings)
 
     def remove(self, entry_id: str) -> bool:
         """Remove an entry; False if it is not in the delta."""
@@ -79,6 +88,7 @@ class Delta:
             if digest:
                 self.exact[signal][digest].discard(key)
         self.pdq.remove(key)
+        self.vectors.remove(key)
         return True
 
 
@@ -120,6 +130,7 @@ class Registry:
             + sum(len(keys) for d in deltas for keys in d.exact["sha256"].values()),
             "md5": self._base.digest_count("md5")
             + sum(len(keys) for d in deltas for keys in d.exact["md5"].values()),
+            "embedding": self._base.vectors.rows + sum(d.vectors.rows for d in deltas),
         }
 
     def register(self, registration: EntryRegistered) -> None:
@@ -130,6 +141,7 @@ class Registry:
             codes_of(signals.pdq),
             signals.sha256,
             signals.md5,
+            embeddings_of(signals.embedding),
         )
         with self._lock:
             self._withdraw_locked(registration.entry_id)
@@ -180,6 +192,53 @@ class Registry:
             best = found[owner[q]]
             best[entry] = min(d, best.get(entry, d))
         return found
+
+    def similar(self, vectors: list[np.ndarray], min_cosine: float) -> list[dict[Entry, float]]:
+        """For each upload's embeddings, entries with a cosine >= ``min_cosine`` (the best)."""
+        owner = [upload for upload, views in enumerate(vectors) for _ in views]
+        queries = (
+            np.concatenate([v for v in vectors if len(v)])
+            if any(len(v) for v in vectors)
+            else np.empty((0, DIMENSIONS), np.float32)
+        )
+        found: list[dict[Entry, float]] = [{} for _ in vectors]
+        with self._lock:
+            base, dead, deltas = self._base, self._dead, [self._frozen, self._delta]
+        hits = [
+            (s.query, base.entry(s.key), s.cosine)
+            for s in base.vectors.search(queries, min_cosine)
+            if not dead[s.key]
+        ]
+        with self._lock:
+            for delta in deltas:
+                if delta is not None:
+                    hits += [
+                        (s.query, delta.by_key[s.key], s.cosine)
+                        for s in delta.vectors.search(queries, min_cosine)
+                        if s.key in delta.by_key
+                    ]
+        for query, entry, cosine in hits:
+            best = found[owner[query]]
+            best[entry] = max(cosine, best.get(entry, cosine))
+        return found
+
+    def pdq_distance(self, entry: Entry, hashes: list[str]) -> int:
+        """The smallest distance between ``hashes`` and the PDQ hashes registered for ``entry``."""
+        with self._lock:
+            registered = self._registered_codes(entry.entry_id)
+        if len(registered) == 0 or not hashes:
+            return 256
+        queries = codes_of(hashes)
+        return int(np.bitwise_count(queries[:, None, :] ^ registered[None, :, :]).sum(-1).min())
+
+    def _registered_codes(self, entry_id: str) -> np.ndarray:
+        for delta in (self._delta, self._frozen):
+            if delta is not None and entry_id in delta.members:
+                return delta.members[entry_id][1].codes
+        key = self._base.key_of(entry_id)
+        if key is None or self._dead[key]:
+            return np.empty((0, 4), dtype=np.uint64)
+        return self._base.codes_of(key)
 
     def needs_compaction(self) -> bool:
         """Whether to compact now.

@@ -42,6 +42,19 @@ class BankBook:
             configured = [c.pdq_threshold for c in self._configured.values()]
         return max([self._defaults.widest_pdq_threshold(), *configured])
 
+    def lowest_embedding_threshold(self) -> float:
+        """The lowest cosine any bank considers: the radius to search embeddings with."""
+        with self._lock:
+            configured = [c.agreement_embedding_threshold for c in self._configured.values()]
+        defaults = self._defaults
+        return min(
+            [
+                defaults.default_policy.agreement_embedding_threshold,
+                *(p.agreement_embedding_threshold for p in defaults.banks.values()),
+                *configured,
+            ]
+        )
+
     def apply(self, record: ConsumerRecord) -> None:
         """Apply one banks-topic record: a policy, or a tombstone that resets the bank."""
         name = record.key.decode(errors="replace") if record.key else ""

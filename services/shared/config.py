@@ -157,6 +157,9 @@ class IngestSettings(ServiceSettings):
     batch_size: int = Field(default=16, ge=1, le=10_000)
     http_port: int = Field(default=9101, ge=0, le=65535)
     media: MediaSettings = Field(default_factory=MediaSettings)
+    embeddings: bool = Field(
+        default=True, description="Compute image embeddings (about 12 ms per view on one core)."
+    )
 
 
 class MatcherSettings(ServiceSettings):

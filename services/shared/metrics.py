@@ -217,7 +217,7 @@ class MatcherMetrics(ServiceMetrics):
         self.init_stages(["search"])
         self.init_produced(["verdict", "dlq"])
         _initialise(self.verdicts, ["clean", "match", "error"])
-        _initialise(self.index_entries, ["pdq", "sha256", "md5"])
+        _initialise(self.index_entries, ["pdq", "sha256", "md5", "embedding"])
         _initialise(self.registry_records, ["registered", "withdrawn", "rejected"])
 
 

@@ -8,6 +8,8 @@ reads records through it. docs/schemas/ holds the JSON Schema generated from the
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 import uuid
@@ -54,7 +56,29 @@ BankName = Annotated[
     StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$"),
     Field(description="Bank name: lower-case letters, digits, '_', '.', '-' (at most 64)."),
 ]
-Signal = Literal["sha256", "md5", "pdq"]
+Signal = Literal["sha256", "md5", "pdq", "embedding"]
+EMBEDDING_DIMENSIONS = 1280
+
+
+def _is_embedding(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("not base64") from None
+        if len(raw) != 2 * EMBEDDING_DIMENSIONS:
+            raise ValueError(f"an embedding is {EMBEDDING_DIMENSIONS} float16 values")
+    return value
+
+
+Embedding = Annotated[
+    str,
+    BeforeValidator(_is_embedding),
+    Field(
+        description="An image embedding: 1280 little-endian float16 values, L2-normalised, "
+        "base64. Model: MobileNetV2 (ImageNet weights), generalised-mean pooled."
+    ),
+]
 ActionKind = Literal["remove", "hide", "review"]
 
 
@@ -110,10 +134,16 @@ class MediaHashed(Schema):
     md5: Hex128 = Field(description="MD5 of the media bytes, for hash lists that use it.")
     pdq: list[Hex256] = Field(
         min_length=8,
-        max_length=8,
-        description="PDQ of the image and its 7 other rotations/flips; the first is as uploaded.",
+        max_length=24,
+        description="PDQ of the image and its 7 other rotations/flips (the first is as uploaded), "
+        "then 8 more for each view of its content without added borders.",
     )
     pdq_quality: int = Field(ge=0, le=100, description="PDQ quality of the image (0-100).")
+    embeddings: list[Embedding] = Field(
+        default_factory=list,
+        max_length=3,
+        description="Image embeddings of the image and of each content view.",
+    )
     width: int = Field(gt=0, description="Decoded width in pixels, after EXIF orientation.")
     height: int = Field(gt=0, description="Decoded height in pixels, after EXIF orientation.")
     format: Annotated[str, StringConstraints(max_length=16)] = Field(
@@ -127,7 +157,12 @@ class Match(Schema):
     bank: BankName = Field(description="The bank holding the entry.")
     entry_id: Identifier = Field(description="The registered entry.")
     signal: Signal = Field(description="Which signal matched.")
-    distance: int = Field(ge=0, le=256, description="Hamming distance (0 for exact signals).")
+    distance: int = Field(
+        ge=0,
+        le=256,
+        description="Hamming distance for pdq, 0 for exact digests, and for embedding "
+        "round(100 x (1 - cosine)).",
+    )
 
 
 class VerdictIssued(Schema):
@@ -176,12 +211,29 @@ class ActionDecided(Schema):
 class BankPolicy(Schema):
     """How one bank's matches are found and acted on."""
 
-    pdq_threshold: int = Field(default=31, ge=0, le=128, description="PDQ match distance.")
+    pdq_threshold: int = Field(
+        default=31, ge=0, le=35, description="PDQ match distance (the exact index answers to 35)."
+    )
     auto_threshold: int = Field(
-        default=24, ge=0, le=128, description="PDQ distance at or under which to act unreviewed."
+        default=24, ge=0, le=35, description="PDQ distance at or under which to act unreviewed."
     )
     action: ActionKind = Field(default="remove", description="The automatic action.")
     quality_floor: int = Field(default=50, ge=0, le=100, description="Minimum PDQ quality.")
+    embedding_threshold: float = Field(
+        default=0.93, ge=0, le=1, description="Embedding cosine at or above which to match."
+    )
+    agreement_pdq_threshold: int = Field(
+        default=64,
+        ge=0,
+        le=128,
+        description="Two weaker signals agreeing also match: PDQ within this distance ...",
+    )
+    agreement_embedding_threshold: float = Field(
+        default=0.80,
+        ge=0,
+        le=1,
+        description="... and embedding cosine at or above this.",
+    )
     enabled: bool = Field(default=True, description="Disabled banks neither match nor act.")
     negative: bool = Field(
         default=False,
@@ -213,10 +265,15 @@ class Signals(Schema):
     )
     sha256: Hex256 | None = Field(default=None, description="SHA-256 of the original file.")
     md5: Hex128 | None = Field(default=None, description="MD5 of the original file.")
+    embedding: list[Embedding] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Image embeddings of the image and of crops and small rotations of it.",
+    )
 
     @model_validator(mode="after")
     def _not_empty(self) -> Signals:
-        if not self.pdq and self.sha256 is None and self.md5 is None:
+        if not self.pdq and self.sha256 is None and self.md5 is None and not self.embedding:
             raise ValueError("at least one signal is required")
         return self
 
@@ -378,3 +435,17 @@ PUBLIC_EVENTS: tuple[type[Schema], ...] = (
     AuditRecorded,
 )
 INTERNAL_EVENTS: tuple[type[Schema], ...] = (MediaHashed,)
+
+
+def embedding_to_text(vector: Any) -> str:
+    """An embedding (1280 floats) in its wire form: float16, little-endian, base64."""
+    import numpy as np
+
+    return base64.b64encode(np.asarray(vector, dtype="<f2").tobytes()).decode()
+
+
+def embedding_from_text(text: str) -> Any:
+    """An embedding from its wire form, as 1280 float32."""
+    import numpy as np
+
+    return np.frombuffer(base64.b64decode(text), dtype="<f2").astype(np.float32)

@@ -9,7 +9,16 @@ from PIL import ImageOps
 
 from tests.images import encode, photo, photo_bytes
 
-BANKS = {"regulator": {"auto_threshold": 8, "action": "hide"}}
+# The regulator bank acts only on PDQ (its embedding thresholds are out of reach), with a strict
+# auto threshold, so weaker PDQ matches go to review.
+BANKS = {
+    "regulator": {
+        "auto_threshold": 8,
+        "action": "hide",
+        "embedding_threshold": 1.0,
+        "agreement_embedding_threshold": 1.0,
+    }
+}
 
 
 def _resized(name):
@@ -81,7 +90,7 @@ def test_copies_match_unrelated_photos_do_not_and_withdrawal_takes_effect(make_e
             assert verdict.verdict == "match", content_id
             assert {names[m.entry_id] for m in verdict.matches} == {copies}, content_id
     exact = verdicts[next(u for u, (c, _) in ids.items() if c == "astronaut-exact")]
-    assert {m.signal for m in exact.matches} == {"sha256", "md5", "pdq"}
+    assert {m.signal for m in exact.matches} == {"sha256", "md5", "pdq", "embedding"}
 
     got = {(a.content_id, names[a.entry_id], a.action) for a in eraser.actions}
     assert got == EXPECTED_ACTIONS

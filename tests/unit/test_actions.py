@@ -133,3 +133,11 @@ def test_a_match_in_a_negative_bank_vetoes_every_action():
     processor = _processor()
     vetoed = verdict(m("a", "sha256"), m("ok-1", distance=5, bank="known-ok"))
     assert processor.process([new_event(vetoed, id="v", source="t")]) == [[]]
+
+
+def test_embedding_alone_goes_to_review_and_agreeing_signals_act():
+    alone = decide(verdict(m("a", "embedding", 5)), POLICIES, T)
+    agreeing = decide(verdict(m("b", "embedding", 12), m("b", "pdq", 40)), POLICIES, T)
+    assert [(a.action, a.signal) for a in alone] == [("review", "embedding")]
+    assert [(a.action, a.signal, a.distance) for a in agreeing] == [("remove", "pdq", 40)]
+    assert "agree" in agreeing[0].reason

@@ -101,7 +101,7 @@ def test_registering_hashes_and_images_is_audited_under_the_token_name(api):
     )
     assert image.status_code == 201
     entry = view.get(image.json()["entry_id"])
-    assert entry.signals.sha256 and len(entry.signals.pdq) == 1
+    assert entry.signals.sha256 and len(entry.signals.pdq) == 8  # the image and 7 crops
     assert [(a.actor, a.operation, a.reason) for a in publisher.audit_log] == [
         ("regulator", "register", "request 12"),
         ("regulator", "register", "request 13"),

@@ -1,6 +1,7 @@
 import json
 from datetime import UTC, datetime
 
+import numpy as np
 import pytest
 
 from services.matcher.handler import MatcherProcessor
@@ -15,6 +16,7 @@ from services.shared.schemas import (
     MediaHashed,
     Signals,
     VerdictIssued,
+    embedding_to_text,
     new_event,
 )
 from tests.records import record
@@ -65,12 +67,12 @@ def test_registry_replaces_and_withdraws_entries():
     registry = Registry()
     registry.register(registration("e1", pdq=[BASE], sha256="a" * 64))
     registry.register(registration("e1", pdq=[flip(BASE, 100)], sha256="b" * 64))
-    assert registry.counts() == {"pdq": 1, "sha256": 1, "md5": 0}
+    assert registry.counts() == {"pdq": 1, "sha256": 1, "md5": 0, "embedding": 0}
     assert registry.exact("sha256", "a" * 64) == []
     assert [e.entry_id for e in registry.exact("sha256", "b" * 64)] == ["e1"]
     assert registry.withdraw("e1") is True
     assert registry.withdraw("e1") is False
-    assert registry.counts() == {"pdq": 0, "sha256": 0, "md5": 0}
+    assert registry.counts() == {"pdq": 0, "sha256": 0, "md5": 0, "embedding": 0}
 
 
 def test_near_reports_each_entry_once_with_its_smallest_distance():
@@ -141,3 +143,45 @@ def test_the_default_quality_floor_is_fifty(quality):
         [new_event(hashed(quality=quality), id="u", source="t")]
     )
     assert verdict_of(result).verdict == ("match" if quality >= 50 else "clean")
+
+
+def unit(vector):
+    vector = np.asarray(vector, dtype=np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+def embedded(entry_id, vectors, pdq=(), bank="kids"):
+    return EntryRegistered(
+        entry_id=entry_id,
+        bank=bank,
+        signals=Signals(pdq=list(pdq), embedding=[embedding_to_text(v) for v in vectors]),
+    )
+
+
+def test_an_embedding_close_enough_matches_alone_and_a_weaker_one_needs_pdq_to_agree():
+    base = unit(np.arange(1280) % 7)
+    near = unit(base + 0.3 * unit(np.arange(1280) % 5 - 2))
+    cosine = float(base @ near)
+    assert 0.9 < cosine < 0.999
+    registry = Registry()
+    registry.register(embedded("alone", [base]))
+    registry.register(embedded("agree", [base], pdq=[flip(BASE, 60)]))
+    matcher = processor(
+        registry, kids={"embedding_threshold": 0.999, "agreement_embedding_threshold": 0.9}
+    )
+    upload = hashed(pdq=BASE).model_copy(update={"embeddings": [embedding_to_text(near)]})
+    (result,) = matcher.process([new_event(upload, id="u", source="t")])
+    signals = {(m.entry_id, m.signal) for m in verdict_of(result).matches}
+    assert signals == {("agree", "embedding"), ("agree", "pdq")}
+    loose = processor(registry, kids={"embedding_threshold": cosine - 0.01})
+    (result,) = loose.process([new_event(upload, id="u", source="t")])
+    assert {m.entry_id for m in verdict_of(result).matches} == {"alone", "agree"}
+
+
+def test_withdrawn_embeddings_stop_matching():
+    vector = unit(np.ones(1280))
+    registry = Registry()
+    registry.register(embedded("e1", [vector]))
+    assert [e.entry_id for e in registry.similar([vector[None]], 0.9)[0]] == ["e1"]
+    registry.withdraw("e1")
+    assert registry.similar([vector[None]], 0.9) == [{}]

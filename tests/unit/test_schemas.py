@@ -1,6 +1,7 @@
 import json
 from datetime import UTC, datetime
 
+import numpy as np
 import pytest
 
 from services.shared.errors import MalformedEventError, UnsupportedEventError
@@ -178,3 +179,16 @@ def test_readable_fields_recovers_ids_from_invalid_events():
 def test_event_ids_are_deterministic_per_parts():
     assert event_id("a", "b") == event_id("a", "b")
     assert event_id("a", "b") != event_id("ab")
+
+
+def test_embeddings_must_be_1280_float16_values():
+    from services.shared.schemas import embedding_from_text, embedding_to_text
+
+    vector = np.linspace(-1, 1, 1280, dtype=np.float32)
+    text = embedding_to_text(vector)
+    assert Signals(embedding=[text]).embedding == [text]
+    assert np.allclose(embedding_from_text(text), vector, atol=1e-3)
+    with pytest.raises(ValueError, match="1280 float16"):
+        Signals(embedding=[embedding_to_text(vector[:10])])
+    with pytest.raises(ValueError, match="base64"):
+        Signals(embedding=["***"])

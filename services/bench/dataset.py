@@ -1,0 +1,180 @@
+"""Real photographs for the accuracy benchmark, taken from packages into a local cache.
+
+Nothing here is committed or downloaded from the web: Debian packages are fetched with
+``apt-get download`` and unpacked with ``dpkg-deb -x`` (no installation), and scikit-image's
+bundled photographs are read from its wheel. Images are filtered to photographs (enough colours,
+no large flat areas), near-duplicates are removed with PDQ (and its rotations/flips), and each
+photo is stored once, at most 1024 px on its longer side, in ``<cache>/photos``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+import subprocess
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from services.ingest.hashing import distance, pdq, pdq_dihedral
+
+log = logging.getLogger(__name__)
+
+# Debian packages with photographs, and where in them to look.
+PACKAGES = {
+    "gcompris-qt-data": "usr/share/gcompris-qt",
+    "plasma-workspace-wallpapers": "usr/share/wallpapers",
+    "mate-backgrounds": "usr/share/backgrounds",
+    "lomiri-wallpapers-16.04": "usr/share",
+    "lomiri-wallpapers-20.04": "usr/share",
+    "ukui-wallpapers": "usr/share",
+    "opencv-doc": "usr/share/doc/opencv-doc/examples/data",
+    "hugin-data": "usr/share/hugin",
+    "kanagram": "usr/share/kanagram",
+    "khangman": "usr/share/khangman",
+}
+SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+_SIGNATURES = re.compile(rb"\xff\xd8\xff|\x89PNG\r\n\x1a\n|RIFF....WEBP", re.DOTALL)
+MIN_SIDE, MAX_SIDE, MAX_ASPECT = 200, 1024, 2.5
+DUPLICATE_DISTANCE = 48  # well above PDQ's match threshold of 31
+
+
+@dataclass(frozen=True)
+class Photo:
+    """A photograph in the pool: where it is cached and where it came from."""
+
+    path: str
+    source: str
+    origin: str
+
+
+def prepare(cache: Path) -> list[Photo]:
+    """The photo pool, building it in ``cache`` the first time."""
+    cache = cache.resolve()
+    manifest = cache / "photos.json"
+    if manifest.exists():
+        return [Photo(**item) for item in json.loads(manifest.read_text())]
+    (cache / "photos").mkdir(parents=True, exist_ok=True)
+    kept: list[Photo] = []
+    hashes: list[str] = []
+    for source, origin, image in _candidates(cache):
+        photo = _admit(image, hashes)
+        if photo is None:
+            continue
+        path = cache / "photos" / f"{len(kept):05d}.jpg"
+        photo.save(path, "JPEG", quality=95)
+        kept.append(Photo(str(path), source, origin))
+    kept = _without_reframed_duplicates(kept)
+    manifest.write_text(json.dumps([asdict(p) for p in kept], indent=0))
+    log.info("photo pool ready", extra={"fields": {"photos": len(kept)}})
+    return kept
+
+
+def _candidates(cache: Path) -> Iterator[tuple[str, str, Image.Image]]:
+    import skimage
+
+    for path in sorted((Path(skimage.__file__).parent / "data").iterdir()):
+        if path.suffix in SUFFIXES:
+            yield from _open("scikit-image", path.name, path.read_bytes())
+    for package, folder in PACKAGES.items():
+        root = _unpacked(cache, package)
+        if root is None:
+            continue
+        for path in sorted((root / folder).rglob("*")):
+            if path.suffix.lower() in SUFFIXES:
+                yield from _open(package, str(path.relative_to(root)), path.read_bytes())
+            elif path.suffix == ".rcc":  # Qt resource bundles: images stored back to back
+                yield from _embedded(package, path)
+
+
+def _unpacked(cache: Path, package: str) -> Path | None:
+    target = cache / "packages" / package
+    if target.exists():
+        return target
+    debs = cache / "debs"
+    debs.mkdir(parents=True, exist_ok=True)
+    try:
+        subprocess.run(
+            ["apt-get", "download", package], cwd=debs, check=True, capture_output=True, timeout=600
+        )
+        (deb,) = sorted(debs.glob(f"{package}_*.deb"))[-1:]
+        target.mkdir(parents=True)
+        subprocess.run(
+            ["dpkg-deb", "-x", str(deb), str(target)], check=True, capture_output=True, timeout=600
+        )
+    except (OSError, ValueError, subprocess.SubprocessError) as error:
+        log.warning(
+            "skipped a package",
+            extra={"fields": {"package": package, "error": type(error).__name__}},
+        )
+        return None
+    return target
+
+
+def _embedded(package: str, path: Path) -> Iterator[tuple[str, str, Image.Image]]:
+    data = path.read_bytes()
+    for found in _SIGNATURES.finditer(data):
+        yield from _open(package, f"{path.name}@{found.start()}", data[found.start() :])
+
+
+def _open(source: str, origin: str, data: bytes) -> Iterator[tuple[str, str, Image.Image]]:
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()  # decoders stop at the image's end; trailing bytes are ignored
+    except Exception:  # not an image, or a broken one: not a candidate
+        return
+    yield source, origin, image
+
+
+def _admit(image: Image.Image, hashes: list[str]) -> Image.Image | None:
+    """The image, resized for the pool, if it is a photograph not yet in it; else None."""
+    width, height = image.size
+    if min(width, height) < MIN_SIDE or max(width, height) > MAX_ASPECT * min(width, height):
+        return None
+    rgb = image.convert("RGB")
+    rgb.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
+    if not looks_like_a_photo(rgb):
+        return None
+    pixels = np.asarray(rgb)
+    code, quality = pdq(pixels)
+    if quality < 50:
+        return None
+    variants = pdq_dihedral(pixels).dihedral
+    if any(distance(v, h) <= DUPLICATE_DISTANCE for h in hashes for v in variants):
+        return None
+    hashes.append(code)
+    return rgb
+
+
+def _without_reframed_duplicates(photos: list[Photo]) -> list[Photo]:
+    """Drop photos whose embedding is within 0.92 cosine of an earlier one.
+
+    PDQ catches re-encodes and small edits; packages also ship the same photograph cropped or
+    framed differently (gcompris uses one picture in several activities), which only the
+    embedding sees.
+    """
+    from services.ingest.embedding import Embedder
+
+    embedder = Embedder()
+    vectors = np.stack(
+        [embedder.embed(np.asarray(Image.open(p.path).convert("RGB"))) for p in photos]
+    )
+    similar = vectors @ vectors.T
+    keep = [i for i in range(len(photos)) if not (similar[i, :i] > 0.92).any()]
+    dropped = set(range(len(photos))) - set(keep)
+    for index in dropped:
+        Path(photos[index].path).unlink()
+    return [photos[i] for i in keep]
+
+
+def looks_like_a_photo(image: Image.Image) -> bool:
+    """Photographs have many colours and no large areas of one colour; clip art does not."""
+    small = np.asarray(image.resize((128, 128), Image.Resampling.BILINEAR)) // 8
+    colours = small.reshape(-1, 3) @ np.array([1024, 32, 1])
+    _, counts = np.unique(colours, return_counts=True)
+    return len(counts) >= 400 and np.sort(counts)[-8:].sum() < 0.3 * len(colours)

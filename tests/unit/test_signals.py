@@ -1,0 +1,71 @@
+import io
+import pickle
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from services.ingest.embedding import Embedder, read_legacy_torch
+from services.ingest.hashing import distance, pdq
+from services.ingest.signals import image_signals, reference_signals
+from services.ingest.trimming import content_views
+from tests.images import photo
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    return Embedder()
+
+
+def pixels(image):
+    return np.asarray(image.convert("RGB"))
+
+
+def test_embeddings_are_normalised_and_tell_copies_from_other_photos(embedder):
+    cat = photo("chelsea.png")
+    original = embedder.embed(pixels(cat))
+    cropped = embedder.embed(pixels(cat.crop((30, 30, cat.width - 30, cat.height - 30))))
+    other = embedder.embed(pixels(photo("coffee.png")))
+    assert original.shape == (1280,)
+    assert np.linalg.norm(original) == pytest.approx(1.0, abs=1e-4)
+    assert original @ cropped > 0.9 > original @ other
+
+
+def test_the_weights_reader_refuses_anything_but_tensors():
+    class Evil:
+        def __reduce__(self):
+            return (print, ("owned",))
+
+    data = b"".join(pickle.dumps(x) for x in (1, 1001, {})) + pickle.dumps({"x": Evil()})
+    with pytest.raises(pickle.UnpicklingError, match=r"refusing to load builtins\.print"):
+        read_legacy_torch(data)
+
+
+def test_borders_and_frames_are_cut_away():
+    cat = photo("chelsea.png")
+    padded = ImageOps.expand(cat, border=60, fill=(255, 255, 255))
+    (view,) = content_views(pixels(padded))
+    assert abs(view.shape[0] - cat.height) <= 2 and abs(view.shape[1] - cat.width) <= 2
+    assert distance(pdq(view)[0], pdq(pixels(cat))[0]) <= 10
+    assert content_views(pixels(cat)) == []
+
+
+def test_upload_signals_cover_rotations_flips_and_content_views(embedder):
+    framed = ImageOps.expand(photo("coffee.png"), border=80, fill=(0, 0, 0))
+    signals = image_signals(pixels(framed), embedder)
+    assert len(signals.pdq) in (16, 24)  # 8 for the whole image, 8 per content view
+    assert signals.embeddings.shape == (len(signals.pdq) // 8, 1280)
+    plain = image_signals(pixels(photo("coffee.png")), None)
+    assert len(plain.pdq) == 8 and plain.embeddings.size == 0
+
+
+def test_registration_signals_include_crops_and_rotations(embedder):
+    signals = reference_signals(pixels(photo("astronaut.png")), embedder)
+    assert len(signals.pdq) == len(signals.pdq_quality) == 8
+    assert signals.embeddings.shape == (12, 1280)
+    jpeg = io.BytesIO()
+    photo("astronaut.png").crop((0, 0, 410, 410)).save(jpeg, "JPEG", quality=80)
+    corner = pdq(np.asarray(Image.open(jpeg).convert("RGB")))[0]
+    assert (
+        min(distance(corner, code) for code in signals.pdq) <= 31 < distance(corner, signals.pdq[0])
+    )
