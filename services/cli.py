@@ -32,6 +32,12 @@ def _parser() -> argparse.ArgumentParser:
         help="run ingest, matcher and actions (embedded broker if "
         "KAFKA_BOOTSTRAP_SERVERS is unset)",
     )
+    run.add_argument(
+        "--ingest-processes",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="ingest processes (decoding is CPU-bound; default: one per core)",
+    )
     run.set_defaults(command=_run)
     for service in ("ingest", "matcher", "actions", "admin"):
         one = commands.add_parser(service, help=f"run the {service} service alone")
@@ -71,6 +77,15 @@ def _parser() -> argparse.ArgumentParser:
     accuracy.add_argument("--workers", type=int, default=2)
     accuracy.add_argument("--json", type=Path, default=Path("results/accuracy.json"))
     accuracy.set_defaults(command=_bench_accuracy)
+    pipe = benches.add_parser("pipeline", help="throughput, latency, CPU and memory end to end")
+    pipe.add_argument("--cache", type=Path, default=Path(".cache/accuracy"))
+    pipe.add_argument("--uploads", type=int, default=2000)
+    pipe.add_argument("--ingest-processes", type=int, default=os.cpu_count() or 1)
+    pipe.add_argument("--registry-size", type=int, default=1_000_000)
+    pipe.add_argument("--rate", type=float, default=None, help="offered rate (default: half max)")
+    pipe.add_argument("--seconds", type=float, default=60.0, help="how long to offer the rate")
+    pipe.add_argument("--json", type=Path, default=Path("results/pipeline.json"))
+    pipe.set_defaults(command=_bench_pipeline)
     hostile = benches.add_parser("hostile", help="the hostile-input corpus through the pipeline")
     hostile.add_argument("--json", type=Path, default=Path("results/hostile.json"))
     hostile.set_defaults(command=_bench_hostile)
@@ -91,7 +106,7 @@ def _service(name: str) -> Callable[[argparse.Namespace], int]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from services.pipeline import Pipeline
+    from services.pipeline import Pipeline, instances
     from services.shared.broker import EmbeddedBroker
     from services.shared.config import KafkaSettings, TopicSettings
     from services.shared.service import stop_on_signals
@@ -123,7 +138,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS") or os.environ["KAFKA_BOOTSTRAP_SERVERS"]
         ensure_topics(KafkaSettings(bootstrap_servers=bootstrap), TopicSettings())
-        pipeline = Pipeline(env).start()
+        pipeline = Pipeline(env, instances(args.ingest_processes)).start()
         while not stop.wait(0.5):
             if pipeline.exited():
                 print(f"service exited: {pipeline.exited()}; stopping", file=sys.stderr)
@@ -167,6 +182,20 @@ def _bench_accuracy(args: argparse.Namespace) -> int:
     from services.bench import commands
 
     return commands.accuracy(args.cache, args.workers, args.json)
+
+
+def _bench_pipeline(args: argparse.Namespace) -> int:
+    from services.bench import commands
+
+    return commands.pipeline(
+        args.cache,
+        args.uploads,
+        args.ingest_processes,
+        args.registry_size,
+        args.rate,
+        args.seconds,
+        args.json,
+    )
 
 
 def _bench_hostile(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ from pathlib import Path
 from services.ingest.decoding import decode
 from services.ingest.embedding import Embedder
 from services.ingest.hashing import digests
-from services.ingest.signals import reference_signals
+from services.ingest.signals import DECODE_SIDE, reference_signals
 from services.shared.schemas import EntryRegistered, Signals, embedding_to_text
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
@@ -61,7 +61,7 @@ def hash_file(
         MediaUndecodableError: the bytes are not a decodable image.
     """
     files = digests(data)
-    signals = reference_signals(decode(data, _MAX_PIXELS).pixels, embedder)
+    signals = reference_signals(decode(data, _MAX_PIXELS, DECODE_SIDE).pixels, embedder)
     keep = [
         code
         for code, quality in zip(signals.pdq, signals.pdq_quality, strict=True)

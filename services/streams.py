@@ -66,9 +66,11 @@ class Received(NamedTuple):
 class EventReader:
     """Reads and parses every event on some topics, from the beginning."""
 
-    def __init__(self, kafka: KafkaSettings, topics: Sequence[str]) -> None:
+    def __init__(
+        self, kafka: KafkaSettings, topics: Sequence[str], fetch_max_wait_ms: int = 50
+    ) -> None:
         self._consumer = KafkaConsumer(
-            enable_auto_commit=False, fetch_max_wait_ms=50, **kafka.client_options()
+            enable_auto_commit=False, fetch_max_wait_ms=fetch_max_wait_ms, **kafka.client_options()
         )
         partitions = [
             TopicPartition(topic, partition)

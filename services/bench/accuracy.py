@@ -33,7 +33,7 @@ from services.bench import dataset
 from services.bench.edits import variants
 from services.ingest.decoding import decode
 from services.ingest.hashing import digests
-from services.ingest.signals import image_signals
+from services.ingest.signals import DECODE_SIDE, image_signals
 from services.registrar import hash_file
 from services.shared.schemas import (
     EntryRegistered,
@@ -143,7 +143,7 @@ def _register(item: tuple[int, bytes]) -> EntryRegistered:
 def _scan(data: bytes) -> tuple[list[str], int, np.ndarray, str, str, dict[str, float]]:
     """Ingest's signals of one upload, and how many milliseconds each step took."""
     started = time.perf_counter()
-    pixels = decode(data, 200_000_000).pixels
+    pixels = decode(data, 200_000_000, DECODE_SIDE).pixels
     timings = {"decode": (time.perf_counter() - started) * 1000}
     signals = image_signals(pixels, _embedder(), timings)
     files = digests(data)

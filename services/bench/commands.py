@@ -10,10 +10,12 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from services.bench.chaos import run_chaos
 from services.bench.deployment import Deployment
 from services.bench.hostile import CORPUS_ENV, Origin, corpus, default_canary, run_corpus
+from services.bench.registry import _rss
 from services.bench.report import table, write_json
 from services.shared.broker import EmbeddedBroker
 
@@ -224,3 +226,172 @@ def accuracy(cache: Path, workers: int, json_path: Path, out: Out = print) -> in
         and all(r >= 0.95 for r in final.recall_by_class.values())
     )
     return 0 if met else 1
+
+
+def pipeline(
+    cache: Path,
+    uploads: int,
+    processes: int,
+    registry_size: int,
+    rate: float | None,
+    seconds: float,
+    json_path: Path,
+    out: Out = print,
+) -> int:
+    """Measure the pipeline end to end; 0 if every target was met."""
+    from services.bench import pipeline as bench
+
+    with broker() as bootstrap, tempfile.TemporaryDirectory(prefix="eraser-pipeline-") as folder:
+        deployment, ports = bench.deploy(bootstrap, Path(folder), registry_size, processes)
+        try:
+            media = bench.prepare_media(cache, deployment.media_root)
+            deployment.register("bench", media.registered)
+            files = bench.plan(media, uploads)
+            out(
+                f"{uploads} uploads over {len(media.files)} files; {processes} ingest processes; "
+                f"registry of {registry_size:,} + {len(media.registered)} entries"
+            )
+            ceiling = bench.ceiling(files, processes)
+            out(f"ceiling (decode + signals only, {processes} processes): {ceiling:.1f} uploads/s")
+            results = _measure_pipeline(bench, deployment, ports, files, rate, seconds, out)
+        finally:
+            deployment.close()
+    results["ceiling_uploads_per_second"] = ceiling
+    results["uploads"], results["ingest_processes"] = uploads, processes
+    return _report_pipeline(results, json_path, out)
+
+
+def _measure_pipeline(
+    bench: Any,
+    deployment: Deployment,
+    ports: dict[str, int],
+    files: list[Path],
+    rate: float | None,
+    seconds: float,
+    out: Out,
+) -> dict[str, Any]:
+    deployment.pipeline.start()
+    bench.wait_ready(list(ports.values()))
+    pids = {name: p.pid for name, p in deployment.pipeline.processes.items()}
+    driver = bench.Driver(deployment)
+    warm = [driver.send(path) for path in files[: 4 * len(ports)]]
+    driver.flush()
+    driver.wait(warm, timeout_s=300)
+    cpu_before = {name: bench.cpu_seconds(pid) for name, pid in pids.items()}
+    stages_before = {name: bench.stage_seconds(port) for name, port in ports.items()}
+    maximum = bench.throughput(driver, files)
+    out(f"maximum: {maximum.rate:.1f} uploads/s")
+    cpu = {
+        name: (bench.cpu_seconds(pid) - cpu_before[name]) * 1000 / len(files)
+        for name, pid in pids.items()
+    }
+    stages: dict[str, float] = {}
+    for name, port in ports.items():
+        for stage, (total, count) in bench.stage_seconds(port).items():
+            before_total, before_count = stages_before[name].get(stage, (0.0, 0.0))
+            if count > before_count:
+                stages[f"{name.partition('-')[0]}: {stage}"] = (
+                    stages.get(f"{name.partition('-')[0]}: {stage}", 0.0)
+                    + (total - before_total) * 1000
+                )
+    stages = {stage: ms / len(files) for stage, ms in stages.items()}
+    offered_rate = rate or maximum.rate / 2
+    samples: list[dict[str, int]] = []
+    load = bench.offered(
+        driver,
+        files,
+        offered_rate,
+        seconds,
+        sample=lambda: samples.append({n: _rss(p)["VmRSS"] for n, p in pids.items()}),
+    )
+    driver.close()
+    peak = {name: _rss(pid)["VmHWM"] for name, pid in pids.items()}
+    return {
+        "maximum": maximum,
+        "offered": load,
+        "offered_rate": offered_rate,
+        "cpu_ms_per_upload": cpu,
+        "stage_ms_per_upload": stages,
+        "peak_rss_bytes": peak,
+        "rss_samples": samples,
+        "offered_seconds": seconds,
+    }
+
+
+def _report_pipeline(results: dict[str, Any], json_path: Path, out: Out) -> int:
+    maximum, load = results["maximum"], results["offered"]
+    ratio = maximum.rate / results["ceiling_uploads_per_second"]
+    p99 = load.percentile("verdict", 99)
+    samples = results["rss_samples"]
+    growth = (
+        {name: samples[-1][name] - samples[len(samples) // 2][name] for name in samples[0]}
+        if len(samples) >= 4
+        else {}
+    )
+    rows = [
+        (
+            "ceiling: decode + signals only",
+            f"{results['ceiling_uploads_per_second']:.1f} /s",
+            "",
+            "",
+        ),
+        ("pipeline maximum throughput", f"{maximum.rate:.1f} /s", "", ""),
+        ("throughput / ceiling", f"{ratio:.0%}", ">= 85%", "met" if ratio >= 0.85 else "MISSED"),
+        (
+            f"offered load ({results['offered_rate']:.1f} /s, {results['offered_seconds']:.0f} s)",
+            f"{load.rate:.1f} /s",
+            "",
+            "",
+        ),
+        *(
+            (
+                f"upload to {which}, p{q}",
+                f"{load.percentile(which, q):.0f} ms",
+                "< 100 ms" if (which, q) == ("verdict", 99) else "",
+                ("met" if p99 < 100 else "MISSED") if (which, q) == ("verdict", 99) else "",
+            )
+            for which in ("verdict", "action")
+            for q in (50, 95, 99)
+        ),
+        *(
+            (f"CPU ms per upload: {name}", f"{ms:.1f}", "", "")
+            for name, ms in results["cpu_ms_per_upload"].items()
+        ),
+        *(
+            (f"stage ms per upload: {stage}", f"{ms:.1f}", "", "")
+            for stage, ms in results["stage_ms_per_upload"].items()
+        ),
+        *(
+            (f"peak RSS: {name}", f"{rss / 2**20:.0f} MiB", "", "")
+            for name, rss in results["peak_rss_bytes"].items()
+        ),
+        *(
+            (
+                f"RSS growth, 2nd half of the offered run: {name}",
+                f"{delta / 2**20:+.1f} MiB",
+                "",
+                "",
+            )
+            for name, delta in growth.items()
+        ),
+    ]
+    out(table(("measure", "value", "target", ""), rows))
+    write_json(
+        json_path,
+        "pipeline",
+        {
+            **{k: v for k, v in results.items() if k not in ("maximum", "offered")},
+            "maximum_uploads_per_second": maximum.rate,
+            "offered_uploads_per_second": load.rate,
+            "latency_ms": {
+                f"{which}_p{q}": load.percentile(which, q)
+                for which in ("verdict", "action")
+                for q in (50, 95, 99)
+            },
+            "maximum_run_latency_ms": {
+                f"verdict_p{q}": maximum.percentile("verdict", q) for q in (50, 99)
+            },
+            "throughput_to_ceiling": ratio,
+        },
+    )
+    return 0 if ratio >= 0.85 and p99 < 100 else 1

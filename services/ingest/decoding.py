@@ -24,24 +24,21 @@ _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 
 @dataclass(frozen=True)
 class Decoded:
-    """A decoded image: HxWx3 uint8 pixels, upright, and the format it came in."""
+    """A decoded image: HxWx3 uint8 pixels, upright; the format; the size it was stored at."""
 
     pixels: np.ndarray
     format: str
-
-    @property
-    def width(self) -> int:
-        """Width in pixels."""
-        return int(self.pixels.shape[1])
-
-    @property
-    def height(self) -> int:
-        """Height in pixels."""
-        return int(self.pixels.shape[0])
+    width: int
+    height: int
 
 
-def decode(data: bytes, max_pixels: int) -> Decoded:
+def decode(data: bytes, max_pixels: int, reduce_to: int | None = None) -> Decoded:
     """Decode ``data`` into upright 8-bit RGB.
+
+    With ``reduce_to``, a large image is decoded at a reduced scale whose shorter side is still at
+    least ``reduce_to`` pixels: JPEG by its own DCT scaling (1/2, 1/4, 1/8: far less work), other
+    formats by averaging blocks of pixels. Measured on real photographs: PDQ of a 500-pixel
+    reduction stays within 8 bits of the full-size hash (docs/benchmarks.md).
 
     Raises:
         MediaUndecodableError: not an image of an allowed format, over ``max_pixels``, or corrupt.
@@ -61,8 +58,14 @@ def decode(data: bytes, max_pixels: int) -> Decoded:
                 f"unreadable image header ({type(error).__name__})"
             ) from None
         _check_size(image, max_pixels)
+        width, height = image.size
         try:
-            upright = ImageOps.exif_transpose(_load_first_frame(image))
+            if reduce_to and image.format == "JPEG":
+                image.draft("RGB", (reduce_to, reduce_to))
+            loaded = _load_first_frame(image)
+            if reduce_to and loaded.format != "JPEG":
+                loaded = _reduced(loaded, reduce_to)
+            upright = ImageOps.exif_transpose(loaded)
             pixels = _to_rgb(upright)
         except MediaUndecodableError:
             raise
@@ -70,7 +73,17 @@ def decode(data: bytes, max_pixels: int) -> Decoded:
             raise MediaUndecodableError(
                 f"corrupt {image.format} data ({type(error).__name__})"
             ) from None
-    return Decoded(pixels=pixels, format=str(image.format))
+    if upright.size != loaded.size:  # rotated a quarter turn by its EXIF orientation
+        width, height = height, width
+    return Decoded(pixels=pixels, format=str(image.format), width=width, height=height)
+
+
+def _reduced(image: Image.Image, reduce_to: int) -> Image.Image:
+    """Averaged down by the largest power of two (as JPEG's scaling) that keeps ``reduce_to``."""
+    factor = 1 << max(0, (min(image.size) // reduce_to).bit_length() - 1)
+    if factor < 2 or image.mode not in ("RGB", "RGBA", "L", "LA", "I", "F"):
+        return image
+    return image.reduce(factor)
 
 
 def _check_size(image: Image.Image, max_pixels: int) -> None:

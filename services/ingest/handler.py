@@ -17,7 +17,7 @@ from services.ingest.decoding import decode
 from services.ingest.embedding import Embedder
 from services.ingest.fetching import MediaFetcher
 from services.ingest.hashing import digests
-from services.ingest.signals import image_signals
+from services.ingest.signals import DECODE_SIDE, image_signals
 from services.shared.config import TopicSettings
 from services.shared.errors import FetchFailedError, MediaRejectedError, PoisonError
 from services.shared.kafka import Outgoing, Result
@@ -90,7 +90,7 @@ class IngestProcessor:
                 raise
         self._metrics.fetched_bytes.labels(fetched.source).inc(len(fetched.data))
         with self._stage("decode"):
-            image = decode(fetched.data, self._max_pixels)
+            image = decode(fetched.data, self._max_pixels, DECODE_SIDE)
         with self._stage("hash"):
             files = digests(fetched.data)
             signals = image_signals(image.pixels, self._embedder)

@@ -1,10 +1,10 @@
 """The perceptual signals of one decoded image: for every upload (ingest) and every registration.
 
-An upload gets PDQ of the image and of its 7 other rotations/flips; the same for the image with
-flat borders trimmed off (padding, letterbox bars, frames), when it has any; and the image
-embedding of each of those views. A registration gets PDQ and embeddings of the image and of a few
-crops of it, so a cropped re-post still lands near one of them. The accuracy benchmark calls these
-same functions.
+An upload gets PDQ of the image and of its 7 other rotations/flips; PDQ of the picture cut out
+of what was added around it (padding, bars, frames, screenshot margins), as it is and mirrored,
+for each such view; and the image embedding of the image and of each view. A registration gets
+PDQ and embeddings of the image and of a few crops of it, so a cropped re-post still lands near
+one of them. The accuracy benchmark calls these same functions.
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ from services.ingest.trimming import content_views
 
 # Crops registered beside the whole image: (kept fraction of each side, anchor).
 REFERENCE_ROTATIONS = (-12, -6, 6, 12)
+MIRRORED = 5  # the position of the left-right mirror in pdqhash's rotations/flips
+DECODE_SIDE = 500  # large images are decoded at a reduced scale no smaller than this
+VIEW_SIDE = 640  # content views and embeddings are computed from at most this size
 REFERENCE_CROPS = (
     (0.9, "centre"),
     (0.8, "centre"),
@@ -41,6 +44,15 @@ class ImageSignals:
     embeddings: np.ndarray  # views x 1280 float32; 0 x 0 without an embedder
 
 
+def thumbnail(pixels: np.ndarray, side: int = VIEW_SIDE) -> np.ndarray:
+    """The image at most ``side`` pixels on its longer side."""
+    if max(pixels.shape[:2]) <= side:
+        return pixels
+    image = Image.fromarray(pixels)
+    image.thumbnail((side, side), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return np.asarray(image)
+
+
 def image_signals(
     pixels: np.ndarray, embedder: Embedder | None, timings: dict[str, float] | None = None
 ) -> ImageSignals:
@@ -48,10 +60,14 @@ def image_signals(
     clock = _Clock(timings)
     whole = pdq_dihedral(pixels)
     clock.lap("pdq")
-    views = [pixels, *content_views(pixels)]
+    small = thumbnail(pixels)  # views and embeddings need no more detail than this
+    views = [small, *content_views(small)]
     hashes = list(whole.dihedral)
     for content in views[1:]:
-        hashes += pdq_dihedral(content).dihedral
+        # A picture cut out of a frame is upright or mirrored; its other turns are not worth a
+        # search (they would triple the matcher's work for a few rare cases).
+        dihedral = pdq_dihedral(content).dihedral
+        hashes += [dihedral[0], dihedral[MIRRORED]]
     clock.lap("trimmed pdq")
     embeddings = (
         embedder.embed_many(views) if embedder is not None else np.empty((0, 0), dtype=np.float32)
@@ -79,8 +95,10 @@ def reference_signals(pixels: np.ndarray, embedder: Embedder | None) -> Referenc
     hashed = [pdq(view) for view in (pixels, *crops)]
     embeddings = np.empty((0, 1280), dtype=np.float32)
     if embedder is not None:
-        rotations = [_rotated(pixels, degrees) for degrees in REFERENCE_ROTATIONS]
-        embeddings = embedder.embed_many([pixels, *crops, *rotations])
+        small = thumbnail(pixels)
+        rotations = [_rotated(small, degrees) for degrees in REFERENCE_ROTATIONS]
+        small_crops = [_crop(small, keep, anchor) for keep, anchor in REFERENCE_CROPS]
+        embeddings = embedder.embed_many([small, *small_crops, *rotations])
     return ReferenceSignals([h for h, _ in hashed], [q for _, q in hashed], embeddings)
 
 

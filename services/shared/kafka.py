@@ -132,6 +132,7 @@ class ConsumeLoop(Generic[DataT]):
         self._metrics = metrics
         self._health = health
         self._stop = stop
+        self._uncommitted: dict[TopicPartition, OffsetAndMetadata] = {}
 
     def run(self) -> None:
         """Poll, process, produce, flush and commit until the stop event is set."""
@@ -222,12 +223,24 @@ class ConsumeLoop(Generic[DataT]):
             offsets[TopicPartition(record.topic, record.partition)] = OffsetAndMetadata(
                 record.offset + 1, "", -1
             )
-        try:
-            self._consumer.commit(offsets)
-        except CommitFailedError:
-            # The group rebalanced mid-batch: the new owner reads these records again, and the
-            # outputs already produced repeat with the same ids. At-least-once, by design.
-            log.warning("commit failed after a rebalance; the batch will be redelivered")
+        # Asynchronous: the outputs are already acknowledged, so waiting for the commit's own
+        # round trip would only slow the next batch. If the process dies before it lands, the
+        # batch is read again (at-least-once); a clean stop commits synchronously at the end.
+        self._uncommitted.update(offsets)
+        self._consumer.commit_async(dict(self._uncommitted), callback=self._committed)
+
+    def _committed(self, offsets: dict[TopicPartition, OffsetAndMetadata], result: Any) -> None:
+        if isinstance(result, Exception):
+            # A rebalance, say: the new owner reads these records again, and the outputs already
+            # produced repeat with the same ids. At-least-once, by design.
+            log.warning(
+                "commit failed; the records will be redelivered",
+                extra={"fields": {"error": type(result).__name__}},
+            )
+            return
+        for tp, committed in offsets.items():
+            if self._uncommitted.get(tp) == committed:
+                del self._uncommitted[tp]
 
     def _report_lag(self, assigned: set[TopicPartition]) -> None:
         for tp in assigned:
@@ -241,6 +254,10 @@ class ConsumeLoop(Generic[DataT]):
     def _close(self) -> None:
         try:
             self._producer.flush(timeout=10)
+            if self._uncommitted:
+                self._consumer.commit(dict(self._uncommitted))
+        except CommitFailedError:
+            log.warning("final commit failed after a rebalance; the records will be redelivered")
         finally:
             self._producer.close(timeout=5)
             self._consumer.close(autocommit=False)

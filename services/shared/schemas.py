@@ -134,9 +134,9 @@ class MediaHashed(Schema):
     md5: Hex128 = Field(description="MD5 of the media bytes, for hash lists that use it.")
     pdq: list[Hex256] = Field(
         min_length=8,
-        max_length=24,
+        max_length=12,
         description="PDQ of the image and its 7 other rotations/flips (the first is as uploaded), "
-        "then 8 more for each view of its content without added borders.",
+        "then 2 (as is, mirrored) for each view of its content without added borders.",
     )
     pdq_quality: int = Field(ge=0, le=100, description="PDQ quality of the image (0-100).")
     embeddings: list[Embedding] = Field(

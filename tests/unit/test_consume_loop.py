@@ -39,6 +39,10 @@ class FakeConsumer:
     def commit(self, offsets):
         self.committed.append({tp.partition: meta.offset for tp, meta in offsets.items()})
 
+    def commit_async(self, offsets, callback):
+        self.commit(offsets)
+        callback(offsets, None)
+
     def close(self, autocommit):
         assert autocommit is False
         self.closed = True
@@ -149,3 +153,26 @@ def test_commits_cover_each_partition_to_its_last_record():
     ]
     consumer, _ = run(records)
     assert consumer.committed == [{0: 7, 1: 8}]
+
+
+class SlowCommitConsumer(FakeConsumer):
+    """Acknowledges asynchronous commits only when asked: as if the process stopped first."""
+
+    def commit_async(self, offsets, callback):
+        pass
+
+
+def test_a_clean_stop_commits_what_asynchronous_commits_had_not_yet_confirmed():
+    stop = threading.Event()
+    consumer = SlowCommitConsumer([record(upload("a"), topic="uploads", offset=41)], stop)
+    ConsumeLoop(
+        service="ingest",
+        consumer=consumer,
+        producer=FakeProducer(),
+        processor=EchoProcessor(),
+        dlq_topic="dlq",
+        metrics=ServiceMetrics("test"),
+        health=Health(),
+        stop=stop,
+    ).run()
+    assert consumer.committed == [{0: 42}]

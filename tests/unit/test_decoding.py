@@ -125,3 +125,16 @@ def test_a_real_decompression_bomb_is_refused():
 def test_formats_outside_the_list_are_refused():
     with pytest.raises(MediaUndecodableError):
         decode(encode(gradient(), "PPM"), LIMIT)
+
+
+def test_large_images_decode_at_a_reduced_scale_with_nearly_the_same_pdq():
+    from services.ingest.hashing import distance, pdq
+    from tests.images import photo
+
+    big = photo("coffee.png").resize((2400, 1600), Image.Resampling.LANCZOS)
+    for fmt in ("JPEG", "PNG"):
+        data = encode(big, fmt, quality=95) if fmt == "JPEG" else encode(big, fmt)
+        full, reduced = decode(data, LIMIT), decode(data, LIMIT, reduce_to=500)
+        assert (reduced.width, reduced.height) == (2400, 1600) == (full.width, full.height)
+        assert 500 <= min(reduced.pixels.shape[:2]) < 1600
+        assert distance(pdq(full.pixels)[0], pdq(reduced.pixels)[0]) <= 10
