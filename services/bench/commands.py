@@ -26,11 +26,18 @@ MEMORY_LIMIT = 1024**3
 @contextlib.contextmanager
 def broker() -> Iterator[str]:
     """The bootstrap servers to use: KAFKA_BOOTSTRAP_SERVERS, or a fresh embedded broker."""
+    with broker_process() as (bootstrap, _):
+        yield bootstrap
+
+
+@contextlib.contextmanager
+def broker_process() -> Iterator[tuple[str, int | None]]:
+    """The bootstrap servers, and the broker's process id when it is the embedded one."""
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
-        yield os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+        yield os.environ["KAFKA_BOOTSTRAP_SERVERS"], None
         return
     with EmbeddedBroker() as embedded:
-        yield embedded.bootstrap_servers
+        yield embedded.bootstrap_servers, embedded.pid
 
 
 def chaos(uploads: int, kills: int, seed: int, json_path: Path, out: Out = print) -> int:
@@ -241,7 +248,10 @@ def pipeline(
     """Measure the pipeline end to end; 0 if every target was met."""
     from services.bench import pipeline as bench
 
-    with broker() as bootstrap, tempfile.TemporaryDirectory(prefix="eraser-pipeline-") as folder:
+    with (
+        broker_process() as (bootstrap, broker_pid),
+        tempfile.TemporaryDirectory(prefix="eraser-pipeline-") as folder,
+    ):
         deployment, ports = bench.deploy(bootstrap, Path(folder), registry_size, processes)
         try:
             media = bench.prepare_media(cache, deployment.media_root)
@@ -253,7 +263,9 @@ def pipeline(
             )
             ceiling = bench.ceiling(files, processes)
             out(f"ceiling (decode + signals only, {processes} processes): {ceiling:.1f} uploads/s")
-            results = _measure_pipeline(bench, deployment, ports, files, rate, seconds, out)
+            results = _measure_pipeline(
+                bench, deployment, ports, files, rate, seconds, out, broker_pid
+            )
         finally:
             deployment.close()
     results["ceiling_uploads_per_second"] = ceiling
@@ -269,10 +281,14 @@ def _measure_pipeline(
     rate: float | None,
     seconds: float,
     out: Out,
+    broker_pid: int | None = None,
 ) -> dict[str, Any]:
     deployment.pipeline.start()
     bench.wait_ready(list(ports.values()))
     pids = {name: p.pid for name, p in deployment.pipeline.processes.items()}
+    pids["this benchmark (publishing, reading)"] = os.getpid()
+    if broker_pid is not None:
+        pids["embedded broker"] = broker_pid
     driver = bench.Driver(deployment)
     warm = [driver.send(path) for path in files[: 4 * len(ports)]]
     driver.flush()
@@ -297,15 +313,16 @@ def _measure_pipeline(
     stages = {stage: ms / len(files) for stage, ms in stages.items()}
     offered_rate = rate or maximum.rate / 2
     samples: list[dict[str, int]] = []
+    services = {n: p for n, p in pids.items() if n in deployment.pipeline.processes}
     load = bench.offered(
         driver,
         files,
         offered_rate,
         seconds,
-        sample=lambda: samples.append({n: _rss(p)["VmRSS"] for n, p in pids.items()}),
+        sample=lambda: samples.append({n: _rss(p)["VmRSS"] for n, p in services.items()}),
     )
     driver.close()
-    peak = {name: _rss(pid)["VmHWM"] for name, pid in pids.items()}
+    peak = {name: _rss(pid)["VmHWM"] for name, pid in services.items()}
     return {
         "maximum": maximum,
         "offered": load,

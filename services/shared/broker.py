@@ -50,6 +50,11 @@ class EmbeddedBroker:
             time.sleep(0.05)
         return self
 
+    @property
+    def pid(self) -> int | None:
+        """The broker's process id, while it runs."""
+        return self._process.pid if self._process is not None else None
+
     def stop(self) -> None:
         """Stop the broker; its data, all in memory, goes with it."""
         if self._process is not None and self._process.poll() is None:
