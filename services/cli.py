@@ -84,6 +84,11 @@ def _parser() -> argparse.ArgumentParser:
     pipe.add_argument("--registry-size", type=int, default=1_000_000)
     pipe.add_argument("--rate", type=float, default=None, help="offered rate (default: half max)")
     pipe.add_argument("--seconds", type=float, default=60.0, help="how long to offer the rate")
+    pipe.add_argument(
+        "--no-embeddings",
+        action="store_true",
+        help="PDQ and digests only (ERASER_INGEST_EMBEDDINGS=false)",
+    )
     pipe.add_argument("--json", type=Path, default=Path("results/pipeline.json"))
     pipe.set_defaults(command=_bench_pipeline)
     hostile = benches.add_parser("hostile", help="the hostile-input corpus through the pipeline")
@@ -195,6 +200,7 @@ def _bench_pipeline(args: argparse.Namespace) -> int:
         args.rate,
         args.seconds,
         args.json,
+        not args.no_embeddings,
     )
 
 

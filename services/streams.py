@@ -90,6 +90,16 @@ class EventReader:
             if record.value is not None
         ]
 
+    def read_raw(self, timeout_ms: int = 200) -> list[tuple[str, bytes]]:
+        """The records that arrived since the last read, unparsed, as (topic, value)."""
+        batches = self._consumer.poll(timeout_ms=timeout_ms)
+        return [
+            (record.topic, record.value)
+            for tp in sorted(batches)
+            for record in batches[tp]
+            if record.value is not None
+        ]
+
     def close(self) -> None:
         """Close the consumer."""
         self._consumer.close(autocommit=False)
