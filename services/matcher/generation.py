@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import mmap
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ import numpy as np
 
 from services.matcher.columns import Column
 from services.matcher.index import VectorIndex
-from services.matcher.mih import CHUNKS, MultiIndexHash
+from services.matcher.mih import CHUNKS, MultiIndexHash, build_tables
 from services.shared.schemas import Signal
 
 FORMAT_VERSION = 2
@@ -245,16 +245,32 @@ def _write(
             *(m.embeddings.astype(np.float16) for m in added),
         ]
     ).reshape(-1, DIMENSIONS)
-    codes = [old.full("codes")[rows] if old else np.empty((0, 4), np.uint64)]
-    codes += [m.codes for m in added]
-    return bulk(
-        arrays, np.concatenate(codes).astype(np.uint64).reshape(-1, 4), banks, offsets, folder
-    )
+    parts = [Rows(old.full("codes"), rows)] if old else []
+    parts += [Rows(m.codes) for m in added]
+    return bulk(arrays, parts, banks, offsets, folder)
+
+
+class Rows:
+    """Some rows of an array (all of them without ``indices``), read a slice at a time."""
+
+    def __init__(self, array: np.ndarray, indices: np.ndarray | None = None) -> None:
+        self.array, self.indices = array, indices
+
+    def __len__(self) -> int:
+        return len(self.array) if self.indices is None else len(self.indices)
+
+    def pieces(self, size: int = 1 << 20) -> Iterator[np.ndarray]:
+        """The rows, ``size`` at a time."""
+        for start in range(0, len(self), size):
+            if self.indices is None:
+                yield np.asarray(self.array[start : start + size], dtype=np.uint64)
+            else:
+                yield np.asarray(self.array[self.indices[start : start + size]], dtype=np.uint64)
 
 
 def bulk(
     arrays: dict[str, np.ndarray],
-    codes: np.ndarray,
+    codes: np.ndarray | list[Rows],
     banks: list[str],
     offsets: dict[int, int],
     folder: Path,
@@ -264,9 +280,9 @@ def bulk(
     Per entry: ``ids`` (fixed-width bytes) and ``bank`` (numbers into ``banks``). Per PDQ hash:
     its ``codes`` row and ``pdq_key``, the number of its entry. Per exact digest: ``sha256_key``
     and ``sha256_value`` (likewise ``md5_``), the entry number and the digest bytes, in any order;
-    entries without digests cost nothing.
+    entries without digests cost nothing. ``arrays`` is taken over: it is emptied as the arrays
+    are written, so their memory is freed before the index tables are built.
     """
-    arrays = dict(arrays)
     arrays["id_order"] = np.argsort(arrays["ids"], kind="stable").astype(np.uint32)
     arrays["bloom"] = _bloom(id_hashes(arrays["ids"]))
     for signal, width in DIGESTS:
@@ -276,11 +292,14 @@ def bulk(
         arrays[f"{signal}_value"], arrays[f"{signal}_key"] = values[order], keys[order]
     arrays.setdefault("emb", np.empty((0, DIMENSIONS), dtype=np.float16))
     arrays["emb_key"] = np.asarray(arrays.get("emb_key", np.empty(0)), dtype=np.uint32)
-    index = MultiIndexHash.build(codes)
+    parts = [Rows(codes)] if isinstance(codes, np.ndarray) else codes
     meta = {"version": FORMAT_VERSION, "banks": banks, "offsets": offsets}
     if folder == Path():
+        index = MultiIndexHash.build(
+            np.concatenate([np.empty((0, 4), np.uint64), *(p for r in parts for p in r.pieces())])
+        )
         return Generation(None, {**arrays, **index.arrays()}, meta)
-    return _save(folder, arrays, index, meta)
+    return _save(folder, arrays, parts, meta)
 
 
 def _joined(old: np.ndarray | None, new: list[bytes], width: int | None = None) -> np.ndarray:
@@ -314,17 +333,52 @@ def _pdq_keys(
 
 
 def _save(
-    folder: Path, arrays: dict[str, np.ndarray], index: MultiIndexHash, meta: dict[str, object]
+    folder: Path, arrays: dict[str, np.ndarray], codes: list[Rows], meta: dict[str, object]
 ) -> Generation:
-    """Write the generation atomically (a temporary folder renamed into place), then map it."""
+    """Write the generation atomically (a temporary folder renamed into place), then map it.
+
+    The codes are copied into their file slice by slice, and the index tables are built from
+    that file one table at a time: a compaction's working memory stays a few hundred megabytes at
+    ten million entries instead of a second copy of everything.
+    """
     staging = folder.with_name(folder.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    for name, array in {**arrays, **index.arrays()}.items():
+    for name, array in arrays.items():
         np.save(staging / f"{name}.npy", array)
+    arrays.clear()
+    count = sum(len(part) for part in codes)
+    _write_rows(staging / "codes.npy", codes, count)
+    for name, table in build_tables(lambda: _read_rows(staging / "codes.npy", count), count):
+        np.save(staging / f"{name}.npy", table)
     (staging / "meta.json").write_text(json.dumps(meta))
     staging.rename(folder)
     return load(folder)
+
+
+def _write_rows(path: Path, parts: list[Rows], count: int) -> None:
+    """An N x 4 uint64 .npy file, written from ``parts`` a slice at a time (never mapped)."""
+    with open(path, "wb") as file:
+        header = {"descr": "<u8", "fortran_order": False, "shape": (count, 4)}
+        np.lib.format.write_array_header_1_0(file, header)
+        for part in parts:
+            for piece in part.pieces():
+                file.write(np.ascontiguousarray(piece, dtype="<u8").tobytes())
+
+
+def _read_rows(path: Path, count: int, size: int = 1 << 20) -> Iterator[np.ndarray]:
+    """The rows of an N x 4 uint64 .npy file, ``size`` at a time, read (not mapped)."""
+    with open(path, "rb") as file:
+        version = np.lib.format.read_magic(file)
+        header = (
+            np.lib.format.read_array_header_1_0
+            if version == (1, 0)
+            else np.lib.format.read_array_header_2_0
+        )
+        header(file)
+        for start in range(0, count, size):
+            rows = min(size, count - start)
+            yield np.fromfile(file, dtype="<u8", count=rows * 4).reshape(rows, 4)
 
 
 def load(folder: Path) -> Generation:

@@ -17,6 +17,7 @@ hashes the tables (96 MB of offsets) do not pay: a FAISS brute-force scan is use
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Iterator
 
 import faiss
 import numpy as np
@@ -72,17 +73,12 @@ class MultiIndexHash:
     @classmethod
     def build(cls, codes: np.ndarray) -> MultiIndexHash:
         """Index ``codes`` (N x 4 uint64)."""
-        if len(codes) < FLAT_BELOW:
-            return cls(codes, [], [])
-        offsets, rows = [], []
-        for chunk in range(CHUNKS):  # a chunk at a time: 4 bytes per code of working memory
-            column = chunk_values(codes, range(chunk, chunk + 1))[:, 0]
-            counts = np.bincount(column, minlength=1 << CHUNK_BITS)
-            offset = np.zeros(len(counts) + 1, dtype=np.uint32)
-            np.cumsum(counts, out=offset[1:])
-            offsets.append(offset)
-            rows.append(_packed(np.argsort(column, kind="stable"), len(codes)))
-        return cls(codes, offsets, rows)
+        tables = dict(build_tables(lambda: iter([codes]), len(codes)))
+        return cls(
+            codes,
+            [tables[f"offsets{c:02d}"] for c in range(CHUNKS)] if tables else [],
+            [tables[f"rows{c:02d}"] for c in range(CHUNKS)] if tables else [],
+        )
 
     def search(self, queries: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(query, row, distance) for every indexed code within ``radius`` of a query."""
@@ -147,6 +143,27 @@ class MultiIndexHash:
         for chunk, (offsets, rows) in enumerate(zip(self.offsets, self.rows, strict=True)):
             named[f"offsets{chunk:02d}"], named[f"rows{chunk:02d}"] = offsets, rows
         return named
+
+
+def build_tables(
+    read: Callable[[], Iterator[np.ndarray]], count: int
+) -> Iterator[tuple[str, np.ndarray]]:
+    """The tables for ``count`` codes, one array at a time, as (file name, array).
+
+    ``read`` gives the codes again for each chunk, in pieces, so the codes need not be in memory:
+    the working set is one chunk's values, its sort order and its table.
+    """
+    if count < FLAT_BELOW:
+        return
+    for chunk in range(CHUNKS):
+        column = np.concatenate(
+            [chunk_values(piece, range(chunk, chunk + 1))[:, 0] for piece in read()]
+        )
+        counts = np.bincount(column, minlength=1 << CHUNK_BITS)
+        offsets = np.zeros(len(counts) + 1, dtype=np.uint32)
+        np.cumsum(counts, out=offsets[1:])
+        yield f"offsets{chunk:02d}", offsets
+        yield f"rows{chunk:02d}", _packed(np.argsort(column, kind="stable"), count)
 
 
 def _packed(rows: np.ndarray, count: int) -> np.ndarray:

@@ -138,3 +138,19 @@ def test_every_id_is_found_and_absent_ids_rarely_pass_the_bloom_filter():
     absent = np.char.add(b"other-", np.arange(count).astype("S8"))
     false_positive_rate = _bloom_has(_bloom(id_hashes(ids)), id_hashes(absent)).mean()
     assert false_positive_rate < 0.02
+
+
+def test_a_compaction_with_index_tables_finds_what_brute_force_finds(rng, tmp_path, monkeypatch):
+    monkeypatch.setattr(mih, "FLAT_BELOW", 64)  # force the multi-index tables, written to disk
+    registry = Registry(snapshot_dir=tmp_path)
+    hashes = random_hex(rng, 300)
+    for n, code in enumerate(hashes):
+        registry.register(registration(f"e{n}", [code]))
+    registry.compact({0: 300}, background=False)
+    assert (next(tmp_path.glob("generation-*")) / "offsets00.npy").exists()
+    queries = [[flipped(hashes[n], int(rng.integers(0, 32)), rng)] for n in range(0, 300, 7)]
+    found = registry.near(queries, 31)
+    for n, near in zip(range(0, 300, 7), found, strict=True):
+        assert f"e{n}" in {entry.entry_id for entry in near}
+    restarted = Registry(load_latest(tmp_path), tmp_path)
+    assert restarted.near(queries, 31) == found
