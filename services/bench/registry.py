@@ -74,7 +74,8 @@ def _compaction(snapshots: Path, out: Callable[[str], None]) -> dict[str, Any]:
 
 def compact_once(snapshots: Path) -> dict[str, Any]:
     """Load the newest snapshot, add 1,000 entries, compact once; seconds and peak RSS."""
-    from services.matcher.registry import Registry, load_latest
+    from services.matcher.registry import Registry
+    from services.matcher.snapshots import load_latest
 
     registry = Registry(load_latest(snapshots), snapshots)
     rng = np.random.default_rng(7)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import sys
 
 from services.matcher.handler import MatcherProcessor
-from services.matcher.registry import Registry, RegistryApplier, load_latest
+from services.matcher.registry import Registry, RegistryApplier
+from services.matcher.snapshots import load_latest
 from services.shared import logging as eraser_logging
 from services.shared.banks import BankBook
 from services.shared.config import MatcherSettings
@@ -31,13 +32,14 @@ def main() -> int:
         failures.append(error)
         stop.set()
 
-    snapshot = load_latest(settings.snapshot_dir)
+    snapshot = load_latest(settings.snapshot_dir, settings.snapshot_max_age_s)
     registry = Registry(
         snapshot,
         settings.snapshot_dir,
         settings.delta_limit,
         settings.snapshot_interval_s,
         on_failure=fail,
+        snapshot_max_age_s=settings.snapshot_max_age_s,
     )
     banks = BankBook(settings.policies)
     applier = RegistryApplier(registry, metrics)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import mmap
 import shutil
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,7 @@ class Generation:
         self, folder: Path | None, arrays: dict[str, np.ndarray | Column], meta: dict[str, Any]
     ) -> None:
         self.folder = folder
+        self.meta = meta
         self.banks: list[str] = list(meta["banks"])
         self.offsets: dict[int, int] = {int(k): int(v) for k, v in meta["offsets"].items()}
         self._columns = {name: _column(arrays[name]) for name in SPARSE}
@@ -293,7 +295,12 @@ def bulk(
     arrays.setdefault("emb", np.empty((0, DIMENSIONS), dtype=np.float16))
     arrays["emb_key"] = np.asarray(arrays.get("emb_key", np.empty(0)), dtype=np.uint32)
     parts = [Rows(codes)] if isinstance(codes, np.ndarray) else codes
-    meta = {"version": FORMAT_VERSION, "banks": banks, "offsets": offsets}
+    meta = {
+        "version": FORMAT_VERSION,
+        "banks": banks,
+        "offsets": offsets,
+        "written_at": time.time(),
+    }
     if folder == Path():
         index = MultiIndexHash.build(
             np.concatenate([np.empty((0, 4), np.uint64), *(p for r in parts for p in r.pieces())])

@@ -15,7 +15,6 @@ snapshot, and swaps it in.
 from __future__ import annotations
 
 import logging
-import shutil
 import threading
 import time
 from collections import defaultdict
@@ -26,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from kafka.consumer.fetcher import ConsumerRecord
 
-from services.matcher import generation
+from services.matcher import snapshots
 from services.matcher.generation import DIMENSIONS, Entry, Generation, Member
 from services.matcher.index import PdqIndex, VectorIndex
 from services.shared.errors import PoisonError
@@ -102,8 +101,12 @@ class Registry:
         delta_limit: int = 100_000,
         snapshot_interval_s: float = 600.0,
         on_failure: Callable[[BaseException], None] | None = None,
+        snapshot_max_age_s: float = snapshots.MAX_AGE_S,
     ) -> None:
         self._lock = threading.RLock()
+        self._snapshot_max_age_s = snapshot_max_age_s
+        self._pending_since: float | None = None  # the oldest change not yet in a snapshot
+        self._marked_current = 0.0
         self._base = base or Generation.empty()
         self._dead = np.zeros(len(self._base), dtype=bool)
         self._dead_count = 0
@@ -146,6 +149,7 @@ class Registry:
         with self._lock:
             self._withdraw_locked(registration.entry_id)
             self._delta.add(member)
+            self._changed()
 
     def withdraw(self, entry_id: str) -> bool:
         """Remove an entry; False if it was not registered."""
@@ -251,14 +255,18 @@ class Registry:
         if self._frozen is not None:
             return False
         changed = len(self._delta.members) + self._dead_count
-        overdue = time.monotonic() - self._last_compaction > self._snapshot_interval_s
+        now = time.monotonic()
+        overdue = now - self._last_compaction > self._snapshot_interval_s
+        # However few, changes must reach a snapshot well before it is too old to start from.
+        aging = self._pending_since is not None and (
+            now - self._pending_since > self._snapshot_max_age_s / 2
+        )
         return (
             len(self._delta.members) > max(self._delta_limit, len(self._base) // 8)
             or self._dead_count > max(1000, len(self._base) // 10)
             or (
                 self._snapshot_dir is not None
-                and overdue
-                and changed >= max(1, len(self._base) // 1000)
+                and ((overdue and changed >= max(1, len(self._base) // 1000)) or aging)
             )
         )
 
@@ -269,10 +277,14 @@ class Registry:
                 return None
             self._frozen, self._delta = self._delta, Delta(next_key=self._delta.next_key)
             self._withdrawn_since_freeze = []
-            base, dead, frozen = self._base, self._dead.copy(), self._frozen
+            self._pending_since = None
+            # Listed under the lock: withdrawals keep removing members from the frozen delta
+            # while the new generation is built (and are carried over when it is swapped in).
+            added = [member for _, member in self._frozen.members.values()]
+            base, dead = self._base, self._dead.copy()
         worker = threading.Thread(
             target=self._build,
-            args=(base, dead, frozen, dict(offsets)),
+            args=(base, dead, added, dict(offsets)),
             name="compaction",
             daemon=True,
         )
@@ -283,11 +295,10 @@ class Registry:
         return worker
 
     def _build(
-        self, base: Generation, dead: np.ndarray, frozen: Delta, offsets: dict[int, int]
+        self, base: Generation, dead: np.ndarray, added: list[Member], offsets: dict[int, int]
     ) -> None:
         started = time.monotonic()
-        added = [member for _, member in frozen.members.values()]
-        folder = self._next_folder()
+        folder = snapshots.next_folder(self._snapshot_dir)
         try:
             fresh = base.compacted(dead, added, offsets, folder if folder else Path())
         except Exception as error:  # a full disk, say: stop, and restart from the last snapshot
@@ -306,7 +317,7 @@ class Registry:
             self._dead_count = int(fresh_dead.sum())
             self._frozen, self._withdrawn_since_freeze = None, None
             self._last_compaction = time.monotonic()
-        self._prune_snapshots(keep=fresh.folder)
+        snapshots.prune(self._snapshot_dir, keep=fresh.folder)
         log.info(
             "compacted the registry",
             extra={
@@ -330,36 +341,27 @@ class Registry:
                 found = delta.remove(entry_id) or found
         if self._withdrawn_since_freeze is not None:
             self._withdrawn_since_freeze.append(entry_id)
+        if found:
+            self._changed()
         return found
 
-    def _next_folder(self) -> Path | None:
-        if self._snapshot_dir is None:
-            return None
-        self._snapshot_dir.mkdir(parents=True, exist_ok=True)
-        return self._snapshot_dir / f"generation-{time.time_ns()}"
+    def _changed(self) -> None:
+        if self._pending_since is None:
+            self._pending_since = time.monotonic()
 
-    def _prune_snapshots(self, keep: Path | None) -> None:
-        if self._snapshot_dir is None or keep is None:
-            return
-        for folder in self._snapshot_dir.glob("generation-*"):
-            if folder.is_dir() and folder.name < keep.name:
-                shutil.rmtree(folder, ignore_errors=True)
+    def mark_current(self) -> None:
+        """Call when caught up with the registry topic: an unchanged snapshot is still current.
 
-
-def load_latest(snapshot_dir: Path | None) -> Generation | None:
-    """The newest complete snapshot in ``snapshot_dir``, memory-mapped; None if there is none."""
-    if snapshot_dir is None or not snapshot_dir.is_dir():
-        return None
-    for folder in sorted(snapshot_dir.glob("generation-*"), reverse=True):
-        if folder.is_dir() and not folder.name.endswith(".partial"):
-            try:
-                return generation.load(folder)
-            except (OSError, ValueError) as error:
-                log.warning(
-                    "skipped an unreadable snapshot",
-                    extra={"fields": {"snapshot": str(folder), "error": type(error).__name__}},
-                )
-    return None
+        Written now and then (an eighth of the maximum age), so a matcher restarted after a quiet
+        spell can still trust its snapshot.
+        """
+        with self._lock:
+            idle = self._pending_since is None and self._frozen is None
+            due = time.monotonic() - self._marked_current > self._snapshot_max_age_s / 8
+            base = self._base
+        if idle and due and base.folder is not None:
+            snapshots.mark_current(base)
+            self._marked_current = time.monotonic()
 
 
 class RegistryApplier:
@@ -368,6 +370,7 @@ class RegistryApplier:
     def __init__(self, registry: Registry, metrics: MatcherMetrics) -> None:
         self._registry = registry
         self._metrics = metrics
+        self._behind = -1  # unknown until the first poll
 
     def __call__(self, record: ConsumerRecord) -> None:
         """Apply one record; a malformed one is counted, logged and skipped."""
@@ -402,9 +405,12 @@ class RegistryApplier:
         """Between polls the state matches ``positions``: the moment to start a compaction."""
         if self._registry.needs_compaction():
             self._registry.compact(positions)
+        elif self._behind == 0:
+            self._registry.mark_current()
 
     def progress(self, behind: int, lag_seconds: float) -> None:
         """Report how far behind the topic the registry is, and its size."""
+        self._behind = behind
         self._metrics.registry_behind.set(behind)
         self._metrics.registry_lag_seconds.set(lag_seconds)
         for signal, count in self._registry.counts().items():

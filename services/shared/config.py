@@ -182,6 +182,12 @@ class MatcherSettings(ServiceSettings):
         ge=1,
         description="Registrations held outside the generation before compacting.",
     )
+    snapshot_max_age_s: float = Field(
+        default=12 * 3600.0,
+        gt=0,
+        description="Start from a snapshot only if it was current this recently; keep it under "
+        "half the registry topic's delete.retention.ms, or withdrawals can be missed.",
+    )
 
 
 class ActionsSettings(ServiceSettings):

@@ -1,3 +1,4 @@
+import time
 from pathlib import Path
 
 import numpy as np
@@ -5,7 +6,8 @@ import pytest
 
 from services.matcher import mih
 from services.matcher.mih import MultiIndexHash
-from services.matcher.registry import Registry, codes_of, load_latest
+from services.matcher.registry import Registry, codes_of
+from services.matcher.snapshots import load_latest
 from services.shared.schemas import EntryRegistered, Signals
 
 
@@ -154,3 +156,36 @@ def test_a_compaction_with_index_tables_finds_what_brute_force_finds(rng, tmp_pa
         assert f"e{n}" in {entry.entry_id for entry in near}
     restarted = Registry(load_latest(tmp_path), tmp_path)
     assert restarted.near(queries, 31) == found
+
+
+def test_a_snapshot_too_old_to_trust_the_topic_tail_is_not_loaded(rng, tmp_path, monkeypatch):
+    registry = Registry(snapshot_dir=tmp_path)
+    registry.register(registration("e1", random_hex(rng, 1)))
+    registry.compact({0: 1}, background=False)
+    assert load_latest(tmp_path, max_age_s=3600) is not None
+    later = time.time() + 7200  # two hours on: tombstones in the tail may be gone
+    monkeypatch.setattr(time, "time", lambda: later)
+    assert load_latest(tmp_path, max_age_s=3600) is None
+
+
+def test_a_quiet_registry_keeps_its_snapshot_current(rng, tmp_path, monkeypatch):
+    registry = Registry(snapshot_dir=tmp_path, snapshot_max_age_s=3600)
+    registry.register(registration("e1", random_hex(rng, 1)))
+    registry.compact({0: 1}, background=False)
+    later = time.time() + 7200
+    monkeypatch.setattr(time, "time", lambda: later)
+    registry.mark_current()  # caught up, nothing pending: the snapshot still reflects everything
+    assert load_latest(tmp_path, max_age_s=3600) is not None
+
+
+def test_pending_changes_are_compacted_before_the_snapshot_grows_too_old(rng, tmp_path):
+    registry = Registry(snapshot_dir=tmp_path, snapshot_max_age_s=0.2, snapshot_interval_s=1e9)
+    for n in range(2000):
+        registry.register(registration(f"e{n}", random_hex(rng, 1)))
+    registry.compact({0: 2000}, background=False)
+    registry.withdraw("e7")  # one change: far under the thousandth that triggers a snapshot
+    assert not registry.needs_compaction()
+    time.sleep(0.15)
+    assert registry.needs_compaction()
+    registry.compact({0: 2001}, background=False)
+    assert not registry.needs_compaction()
