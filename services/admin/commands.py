@@ -1,89 +1,54 @@
 """The administration sub-commands of ``eraser``: register, withdraw, import, export, bank, audit.
 
 Each change is made on behalf of an actor (``--actor``, ``ERASER_ACTOR``, or the login name) with a
-reason, and lands in the audit log. Commands that need the current registry (withdrawal by bank or
-batch, export) replay the registry topic first.
+reason, and lands in the audit log. Commands that need the current registry (import, withdrawal by
+bank or batch, export) or the bank policies (register) replay those topics first
+(``admin/state.py``). stdout carries results only; errors, warnings and progress go to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
-import getpass
+import functools
 import json
-import os
 import sys
 from pathlib import Path
 
 from kafka.consumer.fetcher import ConsumerRecord
 
-from services.admin.formats import FORMATS, serialise
+from services.admin import bank_commands
+from services.admin.arguments import add_who, bank_name
+from services.admin.export import export, registry_records
+from services.admin.formats import FORMATS, embeddings_left_out
 from services.admin.operations import Admin, ImportRejected
+from services.admin.progress import Progress
 from services.admin.publishing import Publisher
-from services.admin.view import RegistryView
+from services.admin.state import bank_book, registry, replay_existing
 from services.ingest.embedding import Embedder
 from services.registrar import hash_file, image_paths
-from services.shared.banks import BankBook
-from services.shared.config import KafkaSettings, PolicySettings, TopicSettings
+from services.shared.config import KafkaSettings, TopicSettings
 from services.shared.errors import PoisonError
-from services.shared.follower import replay
-from services.shared.schemas import AuditRecorded, BankConfigured, CloudEvent, parse_event
-
-BANK_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+from services.shared.schemas import AuditRecorded, CloudEvent, EntryRegistered, parse_event
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the administration sub-commands to the ``eraser`` parser."""
     register = commands.add_parser("register", help="hash images and publish their registrations")
-    register.add_argument("--bank", required=True, help="bank to register into")
+    register.add_argument("--bank", required=True, type=bank_name, help="bank to register into")
     register.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
     register.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="images or folders")
-    _who(register)
+    add_who(register)
     register.set_defaults(command=_register)
 
     withdraw = commands.add_parser("withdraw", help="withdraw entries, a bank's, or a batch's")
     target = withdraw.add_mutually_exclusive_group(required=True)
     target.add_argument("entry_ids", nargs="*", default=[], metavar="ENTRY_ID")
-    target.add_argument("--bank", help="withdraw every entry of this bank")
+    target.add_argument("--bank", type=bank_name, help="withdraw every entry of this bank")
     target.add_argument("--batch", help="withdraw every entry of this import batch")
-    _who(withdraw)
+    add_who(withdraw)
     withdraw.set_defaults(command=_withdraw)
-
-    load = commands.add_parser("import", help="import a hash list (HMA text, CSV or JSON)")
-    load.add_argument("file", type=Path)
-    load.add_argument("--bank", required=True)
-    load.add_argument("--format", required=True, choices=FORMATS)
-    load.add_argument("--skip-invalid", action="store_true", help="import the valid lines only")
-    load.add_argument("--batch", help="batch id (default: generated)")
-    _who(load)
-    load.set_defaults(command=_import)
-
-    dump = commands.add_parser("export", help="write a bank's entries as a hash list")
-    dump.add_argument("--bank", required=True)
-    dump.add_argument("--format", required=True, choices=FORMATS)
-    dump.set_defaults(command=_export)
-
-    bank = commands.add_parser("bank", help="show or change bank policies")
-    banks = bank.add_subparsers(required=True, metavar="ACTION")
-    banks.add_parser("list", help="every bank with entries or a policy").set_defaults(
-        command=_bank_list
-    )
-    configure = banks.add_parser("set", help="set a bank's policy (unset fields: defaults)")
-    configure.add_argument("name")
-    configure.add_argument("--pdq-threshold", type=int, default=31)
-    configure.add_argument("--auto-threshold", type=int, default=24)
-    configure.add_argument("--action", choices=("remove", "hide", "review"), default="remove")
-    configure.add_argument("--quality-floor", type=int, default=50)
-    configure.add_argument("--disabled", action="store_true", help="neither match nor act")
-    configure.add_argument(
-        "--negative", action="store_true", help="known false positives: a match vetoes every action"
-    )
-    configure.add_argument("--description", default="")
-    _who(configure)
-    configure.set_defaults(command=_bank_set)
-    reset = banks.add_parser("reset", help="drop a bank's published policy")
-    reset.add_argument("name")
-    _who(reset)
-    reset.set_defaults(command=_bank_reset)
+    _add_lists(commands)
+    bank_commands.add_commands(commands)
 
     audit = commands.add_parser("audit", help="read the audit log")
     audit.add_argument("--bank", help="only changes to this bank")
@@ -91,81 +56,96 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     audit.set_defaults(command=_audit)
 
 
-def _who(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--reason", default="", help="why (a request reference; no personal data)")
-    parser.add_argument(
-        "--actor",
-        default=os.environ.get("ERASER_ACTOR") or getpass.getuser(),
-        help="who is making the change (default: ERASER_ACTOR or login name)",
-    )
+def _add_lists(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    load = commands.add_parser("import", help="import a hash list (HMA text, CSV or JSON)")
+    load.add_argument("file", type=Path)
+    load.add_argument("--bank", required=True, type=bank_name)
+    load.add_argument("--format", required=True, choices=FORMATS)
+    load.add_argument("--skip-invalid", action="store_true", help="import the valid lines only")
+    load.add_argument("--batch", help="batch id (default: generated)")
+    add_who(load)
+    load.set_defaults(command=_import)
 
-
-def _admin(args: argparse.Namespace, with_registry: bool = False) -> tuple[Admin, Publisher]:
-    kafka, topics = KafkaSettings(), TopicSettings()
-    view = RegistryView()
-    if with_registry:
-        replay(kafka, topics.registry, view.apply)
-    publisher = Publisher(kafka, topics)
-    return Admin(publisher, view, args.actor), publisher
+    dump = commands.add_parser("export", help="write a bank's entries as a hash list")
+    dump.add_argument("--bank", required=True, type=bank_name)
+    dump.add_argument("--format", required=True, choices=FORMATS, help="json keeps everything")
+    dump.set_defaults(command=_export)
 
 
 def _register(args: argparse.Namespace) -> int:
-    import re
-
-    if not re.match(BANK_PATTERN, args.bank):
-        print(
-            "--bank must be lower-case letters, digits, '_', '.' or '-' (at most 64)",
-            file=sys.stderr,
-        )
-        return 2
+    kafka, topics = KafkaSettings(), TopicSettings()
     labels = dict(label.split("=", 1) for label in args.label if "=" in label)
-    floor = PolicySettings().for_bank(args.bank).quality_floor
-    embedder = Embedder()
-    registered, failed = [], 0
-    for path in image_paths(args.paths):
+    floor = bank_book(kafka, topics).for_bank(args.bank).quality_floor
+    paths = list(image_paths(args.paths))
+    folders = any(path.is_dir() for path in args.paths)
+    progress = Progress(len(paths), sys.stderr) if folders else None
+    registered, failed = _hash_files(paths, args.bank, floor, labels, progress)
+    if registered:
+        publisher = Publisher(kafka, topics)
         try:
-            hashed = hash_file(path.read_bytes(), args.bank, floor, labels, embedder)
-        except (OSError, PoisonError) as error:
-            reason = error.reason if isinstance(error, PoisonError) else type(error).__name__
-            print(f"error\t{path}\t{reason}", file=sys.stderr)
-            failed += 1
-            continue
-        if hashed.warning:
-            print(f"warning\t{path}\t{hashed.warning}", file=sys.stderr)
-        registered.append((path, hashed.registration))
-    admin, publisher = _admin(args)
-    admin.register([registration for _, registration in registered], args.reason)
-    publisher.close()
+            # Without the registry: the ids are derived from the bank, so none is another bank's.
+            Admin(publisher, None, args.actor).register([r for _, r in registered], args.reason)
+        finally:
+            publisher.close()
     for path, registration in registered:
         print(f"{registration.entry_id}\t{path}")
     return 1 if failed or not registered else 0
 
 
+def _hash_files(
+    paths: list[Path], bank: str, floor: int, labels: dict[str, str], progress: Progress | None
+) -> tuple[list[tuple[Path, EntryRegistered]], int]:
+    """The registrations of the files that could be hashed, and how many could not."""
+    embedder = Embedder()
+    note = progress.note if progress else functools.partial(print, file=sys.stderr)
+    registered, failed = [], 0
+    for path in paths:
+        try:
+            hashed = hash_file(path.read_bytes(), bank, floor, labels, embedder)
+        except (OSError, PoisonError) as error:
+            reason = error.reason if isinstance(error, PoisonError) else type(error).__name__
+            note(f"error\t{path}\t{reason}")
+            failed += 1
+        else:
+            if hashed.warning:
+                note(f"warning\t{path}\t{hashed.warning}")
+            registered.append((path, hashed.registration))
+        if progress:
+            progress.advance()
+    if progress:
+        progress.close()
+    return registered, failed
+
+
 def _withdraw(args: argparse.Namespace) -> int:
-    admin, publisher = _admin(args, with_registry=bool(args.bank or args.batch))
-    if args.bank:
-        count = admin.withdraw_bank(args.bank, args.reason)
-    elif args.batch:
-        count = admin.withdraw_batch(args.batch, args.reason)
-    else:
-        count = admin.withdraw(args.entry_ids, args.reason)
-        for entry_id in args.entry_ids:
-            print(f"withdrawn\t{entry_id}")
-    publisher.close()
+    kafka, topics = KafkaSettings(), TopicSettings()
+    view = registry(kafka, topics) if args.bank or args.batch else None
+    publisher = Publisher(kafka, topics)
+    try:
+        admin = Admin(publisher, view, args.actor)
+        if args.bank:
+            count = admin.withdraw_bank(args.bank, args.reason)
+        elif args.batch:
+            count = admin.withdraw_batch(args.batch, args.reason)
+        else:
+            count = admin.withdraw(args.entry_ids, args.reason)
+            for entry_id in args.entry_ids:
+                print(f"withdrawn\t{entry_id}")
+    finally:
+        publisher.close()
     print(f"{count} entries withdrawn", file=sys.stderr)
     return 0
 
 
 def _import(args: argparse.Namespace) -> int:
-    admin, publisher = _admin(args)
+    kafka, topics = KafkaSettings(), TopicSettings()
+    text = args.file.read_text()
+    view = registry(kafka, topics)  # to refuse entry ids that belong to another bank
+    publisher = Publisher(kafka, topics)
     try:
+        admin = Admin(publisher, view, args.actor)
         result = admin.import_list(
-            args.file.read_text(),
-            args.format,
-            args.bank,
-            args.reason,
-            args.skip_invalid,
-            args.batch,
+            text, args.format, args.bank, args.reason, args.skip_invalid, args.batch
         )
     except ImportRejected as rejected:
         for problem in rejected.problems:
@@ -181,46 +161,14 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    view = RegistryView()
-    replay(KafkaSettings(), TopicSettings().registry, view.apply)
-    sys.stdout.write(serialise(view.in_bank(args.bank), args.format))
-    return 0
-
-
-def _bank_set(args: argparse.Namespace) -> int:
-    configured = BankConfigured(
-        bank=args.name,
-        pdq_threshold=args.pdq_threshold,
-        auto_threshold=args.auto_threshold,
-        action=args.action,
-        quality_floor=args.quality_floor,
-        enabled=not args.disabled,
-        negative=args.negative,
-        description=args.description,
-    )
-    admin, publisher = _admin(args)
-    admin.set_bank(configured, args.reason)
-    publisher.close()
-    print(configured.model_dump_json())
-    return 0
-
-
-def _bank_reset(args: argparse.Namespace) -> int:
-    admin, publisher = _admin(args)
-    admin.reset_bank(args.name, args.reason)
-    publisher.close()
-    return 0
-
-
-def _bank_list(args: argparse.Namespace) -> int:
     kafka, topics = KafkaSettings(), TopicSettings()
-    book, view = BankBook(PolicySettings()), RegistryView()
-    replay(kafka, topics.banks, book.apply)
-    replay(kafka, topics.registry, view.apply)
-    counts = view.banks()
-    for name in sorted(set(counts) | {c.bank for c in book.configured()}):
-        policy = book.for_bank(name).model_dump()
-        print(f"{name}\t{counts.get(name, 0)} entries\t{json.dumps(policy)}")
+    view = registry(kafka, topics)
+    records = functools.partial(registry_records, kafka, topics.registry)
+    for piece in export(view, records, args.bank, args.format):
+        sys.stdout.write(piece)
+    warning = embeddings_left_out(args.format, view.with_embeddings(args.bank))
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 
@@ -235,7 +183,7 @@ def _audit(args: argparse.Namespace) -> int:
                 f"skipped audit record at offset {record.offset}: {error.reason}", file=sys.stderr
             )
 
-    replay(KafkaSettings(), TopicSettings().audit, keep)
+    replay_existing(KafkaSettings(), TopicSettings().audit, keep)
     for event in events:
         record = event.data
         if args.bank and record.bank != args.bank:

@@ -2,15 +2,25 @@
 
 Hash lists come from partner programmes (PDQ and MD5 lists, never images), from other platforms'
 HMA deployments, and from eraser itself. Parsing is all-or-nothing by default: every problem is
-reported with its line number, and nothing is imported unless the caller chooses to skip them.
+reported with its line (or, for JSON, item) number, and nothing is imported unless the caller
+chooses to skip them.
 
+- ``json``: a list of ``{"entry_id"?, "signals": {"pdq"?, "md5"?, "sha256"?, "embedding"?},
+  "labels"?}``; an unknown key is an error. The lossless format: export then import gives back
+  every entry exactly.
 - ``hma``: python-threatexchange / HMA text, one ``<signal_type> <value>`` per line (``pdq``,
-  ``photo_md5``/``video_md5``/``md5``, ``sha256``). eraser adds two optional trailing fields so a
-  round trip loses nothing: the entry id, then labels as ``key=value`` (percent-encoded). Lines
-  with the same entry id are one entry; a line without one is an entry of its own.
+  ``photo_md5``/``video_md5``/``md5``, ``sha256``). eraser adds two optional trailing fields: the
+  entry id, then labels as ``key=value`` (percent-encoded). Lines with the same entry id are one
+  entry; a line without one is an entry of its own.
 - ``csv``: a header row; columns ``entry_id`` (optional), ``pdq`` (space-separated hashes), ``md5``,
-  ``sha256``; every other column is a label.
-- ``json``: a list of ``{"entry_id"?, "signals": {"pdq": [...], "md5", "sha256"}, "labels"?}``.
+  ``sha256``, ``labels`` (space-separated percent-encoded ``key=value``, as eraser writes them: an
+  empty value stays an empty label); any other column is a label too, where an empty cell means
+  no label.
+
+HMA and CSV are hash-list formats, what other programmes read: they carry hashes, ids and labels
+but not image embeddings (model-specific vectors of 3.4 KB each, of no use to another system). An
+export in them warns when it leaves embeddings out (:func:`embeddings_left_out`), and entries with
+no signal but embeddings are left out whole; use JSON to move a bank between eraser deployments.
 """
 
 from __future__ import annotations
@@ -19,7 +29,7 @@ import csv
 import io
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote, unquote
@@ -38,35 +48,42 @@ _HMA_SIGNALS = {
     "sha256": "sha256",
 }
 _CSV_SIGNALS = ("pdq", "md5", "sha256")
+_CSV_COLUMNS = ("entry_id", *_CSV_SIGNALS, "labels")
+_JSON_KEYS = frozenset({"entry_id", "signals", "labels"})
+_SIGNAL_KEYS = frozenset(Signals.model_fields)
 
 
 @dataclass(frozen=True)
 class Problem:
-    """An input line that could not be read, and why."""
+    """An input line (or JSON item) that could not be read, and why."""
 
     line: int
     reason: str
+    unit: str = "line"
 
     def __str__(self) -> str:
-        return f"line {self.line}: {self.reason}"
+        return f"{self.unit} {self.line}: {self.reason}"
 
 
 @dataclass
 class Parsed:
-    """Entries read from a hash list, and the lines that were not."""
+    """Entries read from a hash list, each with its line, and the lines that were not read."""
 
-    entries: list[EntryRegistered] = field(default_factory=list)
+    items: list[tuple[int, EntryRegistered]] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def entries(self) -> list[EntryRegistered]:
+        """The entries alone."""
+        return [entry for _, entry in self.items]
 
 
 @dataclass
 class _Draft:
     line: int
-    entry_id: str | None
-    pdq: list[str] = field(default_factory=list)
-    md5: str | None = None
-    sha256: str | None = None
-    labels: dict[str, str] = field(default_factory=dict)
+    entry_id: Any
+    signals: dict[str, Any] = field(default_factory=dict)
+    labels: Any = field(default_factory=dict)
 
 
 def parse(text: str, fmt: Format, bank: str) -> Parsed:
@@ -80,18 +97,37 @@ def parse(text: str, fmt: Format, bank: str) -> Parsed:
         return parsed
     for draft in drafts:
         try:
-            parsed.entries.append(_registration(draft, bank))
+            parsed.items.append((draft.line, _registration(draft, bank)))
         except ValidationError as error:
-            parsed.problems.append(Problem(draft.line, describe(error)))
+            parsed.problems.append(Problem(draft.line, describe(error), unit_of(fmt)))
     parsed.problems.sort(key=lambda problem: problem.line)
     return parsed
 
 
-def serialise(entries: Iterable[EntryRegistered], fmt: Format) -> str:
-    """Write entries in ``fmt``; parsing the result gives the same entries back."""
-    ordered = sorted(entries, key=lambda e: e.entry_id)
+def unit_of(fmt: Format) -> str:
+    """What a problem's number counts in ``fmt``: lines, or JSON list items."""
+    return "item" if fmt == "json" else "line"
+
+
+def write(entries: Iterable[EntryRegistered], fmt: Format) -> Iterator[str]:
+    """Write entries in ``fmt``, a piece at a time; parsing the result gives them back."""
     writers = {"hma": _write_hma, "csv": _write_csv, "json": _write_json}
-    return writers[fmt](ordered)
+    return writers[fmt](entries)
+
+
+def serialise(entries: Iterable[EntryRegistered], fmt: Format) -> str:
+    """Write entries in ``fmt`` as one string."""
+    return "".join(write(entries, fmt))
+
+
+def embeddings_left_out(fmt: Format, with_embeddings: int) -> str | None:
+    """The warning for an export in ``fmt`` of entries of which ``with_embeddings`` have some."""
+    if fmt == "json" or not with_embeddings:
+        return None
+    return (
+        f"{with_embeddings} entries have image embeddings, which the {fmt} format does not carry "
+        "(entries with nothing else are left out); export --format json keeps everything"
+    )
 
 
 def entry_id_for(bank: str, signals: Signals) -> str:
@@ -101,9 +137,9 @@ def entry_id_for(bank: str, signals: Signals) -> str:
 
 
 def _registration(draft: _Draft, bank: str) -> EntryRegistered:
-    signals = Signals(pdq=draft.pdq, md5=draft.md5, sha256=draft.sha256)
+    signals = Signals.model_validate(draft.signals)
     return EntryRegistered(
-        entry_id=draft.entry_id or entry_id_for(bank, signals),
+        entry_id=entry_id_for(bank, signals) if draft.entry_id is None else draft.entry_id,
         bank=bank,
         signals=signals,
         labels=draft.labels,
@@ -128,21 +164,23 @@ def _read_hma(text: str, problems: list[Problem]) -> list[_Draft]:
             )
             continue
         try:
-            labels = dict(_label(token) for token in fields[3:])
+            labels = _labels(fields[3:])
         except ValueError as error:
             problems.append(Problem(number, str(error)))
             continue
         entry_id = unquote(fields[2]) if len(fields) > 2 else None
-        draft = (
-            drafts.setdefault(entry_id, _Draft(number, entry_id))
-            if entry_id
-            else _Draft(number, None)
-        )
         if entry_id is None:
+            draft = _Draft(number, None)
             anonymous.append(draft)
+        else:
+            draft = drafts.setdefault(entry_id, _Draft(number, entry_id))
         _add_signal(draft, signal, fields[1])
         draft.labels.update(labels)
     return [*drafts.values(), *anonymous]
+
+
+def _labels(tokens: Iterable[str]) -> dict[str, str]:
+    return dict(_label(token) for token in tokens)
 
 
 def _label(token: str) -> tuple[str, str]:
@@ -154,11 +192,9 @@ def _label(token: str) -> tuple[str, str]:
 
 def _add_signal(draft: _Draft, signal: str, value: str) -> None:
     if signal == "pdq":
-        draft.pdq.append(value)
-    elif signal == "md5":
-        draft.md5 = value
+        draft.signals.setdefault("pdq", []).append(value)
     else:
-        draft.sha256 = value
+        draft.signals[signal] = value
 
 
 def _read_csv(text: str, problems: list[Problem]) -> list[_Draft]:
@@ -172,17 +208,24 @@ def _read_csv(text: str, problems: list[Problem]) -> list[_Draft]:
         if None in row:
             problems.append(Problem(number, "more fields than the header has"))
             continue
-        draft = _Draft(number, (row.get("entry_id") or "").strip() or None)
-        draft.pdq = (row.get("pdq") or "").split()
-        draft.md5 = (row.get("md5") or "").strip() or None
-        draft.sha256 = (row.get("sha256") or "").strip() or None
-        draft.labels = {
-            k: v
-            for k, v in row.items()
-            if k not in ("entry_id", *_CSV_SIGNALS) and v not in (None, "")
-        }
-        drafts.append(draft)
+        try:
+            drafts.append(_csv_draft(number, row))
+        except ValueError as error:
+            problems.append(Problem(number, str(error)))
     return drafts
+
+
+def _csv_draft(number: int, row: dict[str, str]) -> _Draft:
+    draft = _Draft(number, (row.get("entry_id") or "").strip() or None)
+    pdq = (row.get("pdq") or "").split()
+    draft.signals = {"pdq": pdq} if pdq else {}
+    for digest in ("md5", "sha256"):
+        if value := (row.get(digest) or "").strip():
+            draft.signals[digest] = value
+    draft.labels = _labels((row.get("labels") or "").split())
+    # A partner's own label columns: an empty cell there says nothing, so it is no label.
+    draft.labels.update({k: v for k, v in row.items() if k not in _CSV_COLUMNS and v})
+    return draft
 
 
 def _read_json(text: str, problems: list[Problem]) -> list[_Draft]:
@@ -194,62 +237,68 @@ def _read_json(text: str, problems: list[Problem]) -> list[_Draft]:
         raise ValueError("expected a JSON list of entries")
     drafts = []
     for number, item in enumerate(items, start=1):
-        if not isinstance(item, dict) or not isinstance(item.get("signals"), dict):
-            problems.append(Problem(number, "expected an object with 'signals' (item number)"))
+        if reason := _json_shape_problem(item):
+            problems.append(Problem(number, reason, "item"))
             continue
-        signals: dict[str, Any] = item["signals"]
-        draft = _Draft(number, item.get("entry_id"), labels=item.get("labels") or {})
-        draft.pdq = signals.get("pdq") or []
-        draft.md5, draft.sha256 = signals.get("md5"), signals.get("sha256")
-        drafts.append(draft)
+        drafts.append(
+            _Draft(number, item.get("entry_id"), item["signals"], item.get("labels") or {})
+        )
     return drafts
 
 
-def _write_hma(entries: list[EntryRegistered]) -> str:
-    lines = []
+def _json_shape_problem(item: Any) -> str | None:
+    if not isinstance(item, dict) or not isinstance(item.get("signals"), dict):
+        return "expected an object with 'signals'"
+    for keys, known in ((item, _JSON_KEYS), (item["signals"], _SIGNAL_KEYS)):
+        unknown = sorted(str(key) for key in keys if key not in known)
+        if unknown:  # a typo such as 'sha265' must not drop a signal unnoticed
+            return f"unknown key {unknown[0][:40]!r} (known: {', '.join(sorted(known))})"
+    return None
+
+
+def _write_hma(entries: Iterable[EntryRegistered]) -> Iterator[str]:
     for entry in entries:
-        tail = " ".join(
-            [
-                quote(entry.entry_id, safe=""),
-                *(
-                    f"{quote(k, safe='')}={quote(v, safe='')}"
-                    for k, v in sorted(entry.labels.items())
-                ),
-            ]
-        )
+        tail = " ".join([quote(entry.entry_id, safe=""), *_label_tokens(entry.labels)])
         signals = entry.signals
-        lines += [f"pdq {code} {tail}" for code in signals.pdq]
+        lines = [f"pdq {code} {tail}" for code in signals.pdq]
         lines += [f"photo_md5 {signals.md5} {tail}"] if signals.md5 else []
         lines += [f"sha256 {signals.sha256} {tail}"] if signals.sha256 else []
-    return "".join(f"{line}\n" for line in lines)
+        yield "".join(f"{line}\n" for line in lines)
 
 
-def _write_csv(entries: list[EntryRegistered]) -> str:
-    label_keys = sorted({key for entry in entries for key in entry.labels})
+def _label_tokens(labels: dict[str, str]) -> list[str]:
+    return [f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in sorted(labels.items())]
+
+
+def _write_csv(entries: Iterable[EntryRegistered]) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["entry_id", *_CSV_SIGNALS, *label_keys])
+    writer.writerow(_CSV_COLUMNS)
     for entry in entries:
         signals = entry.signals
-        writer.writerow(
-            [
-                entry.entry_id,
-                " ".join(signals.pdq),
-                signals.md5 or "",
-                signals.sha256 or "",
-                *(entry.labels.get(k, "") for k in label_keys),
-            ]
-        )
-    return buffer.getvalue()
+        if signals.pdq or signals.md5 or signals.sha256:
+            writer.writerow(
+                [
+                    entry.entry_id,
+                    " ".join(signals.pdq),
+                    signals.md5 or "",
+                    signals.sha256 or "",
+                    " ".join(_label_tokens(entry.labels)),
+                ]
+            )
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
 
 
-def _write_json(entries: list[EntryRegistered]) -> str:
-    items = [
-        {
-            "entry_id": e.entry_id,
-            "signals": e.signals.model_dump(exclude_none=True),
-            "labels": e.labels,
+def _write_json(entries: Iterable[EntryRegistered]) -> Iterator[str]:
+    separator = "[\n"
+    for entry in entries:
+        item = {
+            "entry_id": entry.entry_id,
+            "signals": entry.signals.model_dump(exclude_none=True, exclude_defaults=True),
+            "labels": entry.labels,
         }
-        for e in entries
-    ]
-    return json.dumps(items, indent=1) + "\n"
+        yield separator + json.dumps(item)
+        separator = ",\n"
+    yield "[\n]\n" if separator == "[\n" else "\n]\n"

@@ -51,9 +51,9 @@ class Publisher:
         """Publish a tombstone for a bank's policy (it falls back to the configured default)."""
         self._send(self._topics.banks, [(bank, None)])
 
-    def audit(self, record: AuditRecorded) -> None:
-        """Append to the audit log."""
-        self._send(self._topics.audit, [(record.actor, record)])
+    def audit(self, records: Iterable[AuditRecorded]) -> None:
+        """Append to the audit log (one change may take several records)."""
+        self._send(self._topics.audit, ((record.actor, record) for record in records))
 
     def close(self) -> None:
         """Flush and close."""

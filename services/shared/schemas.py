@@ -215,7 +215,10 @@ class BankPolicy(Schema):
         default=31, ge=0, le=35, description="PDQ match distance (the exact index answers to 35)."
     )
     auto_threshold: int = Field(
-        default=24, ge=0, le=35, description="PDQ distance at or under which to act unreviewed."
+        default=24,
+        ge=0,
+        le=35,
+        description="PDQ distance at or under which to act unreviewed (at most pdq_threshold).",
     )
     action: ActionKind = Field(default="remove", description="The automatic action.")
     quality_floor: int = Field(default=50, ge=0, le=100, description="Minimum PDQ quality.")
@@ -240,6 +243,17 @@ class BankPolicy(Schema):
         description="Entries are known false positives (a stock photo, say): an upload matching "
         "one gets no action from any bank.",
     )
+
+    @model_validator(mode="after")
+    def _auto_within_match(self) -> BankPolicy:
+        # Only matches (distance <= pdq_threshold) reach the action policy, so a larger
+        # auto_threshold would claim unreviewed actions that can never happen: refuse it.
+        if self.auto_threshold > self.pdq_threshold:
+            raise ValueError(
+                f"auto_threshold ({self.auto_threshold}) must be at most "
+                f"pdq_threshold ({self.pdq_threshold})"
+            )
+        return self
 
 
 class BankConfigured(BankPolicy):

@@ -1,3 +1,6 @@
+import pytest
+from pydantic import ValidationError
+
 from services.shared.banks import BankBook
 from services.shared.config import PolicySettings
 from services.shared.schemas import BankConfigured, BankPolicy, encode, new_event
@@ -10,7 +13,7 @@ def configured(bank, **policy):
 
 
 def test_topic_policies_override_env_policies_until_reset():
-    book = BankBook(PolicySettings(banks={"kids": BankPolicy(pdq_threshold=20)}))
+    book = BankBook(PolicySettings(banks={"kids": BankPolicy(pdq_threshold=20, auto_threshold=16)}))
     assert book.for_bank("kids").pdq_threshold == 20
     assert book.for_bank("other").pdq_threshold == 31
     book.apply(configured("kids", pdq_threshold=35, negative=True))
@@ -28,3 +31,17 @@ def test_malformed_or_mismatched_bank_records_are_ignored():
     book.apply(mismatched)
     assert book.configured() == []
     assert book.for_bank("other").enabled
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: BankPolicy(pdq_threshold=20),  # the default auto_threshold, 24, is over it
+        lambda: BankConfigured(bank="kids", pdq_threshold=31, auto_threshold=32),
+        lambda: PolicySettings.model_validate({"banks": {"kids": {"pdq_threshold": 10}}}),
+    ],
+)
+def test_an_auto_threshold_over_the_match_threshold_is_refused(build):
+    with pytest.raises(ValidationError, match=r"auto_threshold \(\d+\) must be at most"):
+        build()
+    assert BankPolicy(pdq_threshold=20, auto_threshold=20).auto_threshold == 20

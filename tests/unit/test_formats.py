@@ -1,33 +1,64 @@
 import json
 
+import numpy as np
 import pytest
 
-from services.admin.formats import FORMATS, entry_id_for, parse, serialise
-from services.shared.schemas import EntryRegistered, Signals
+from services.admin.formats import (
+    embeddings_left_out,
+    entry_id_for,
+    parse,
+    serialise,
+)
+from services.shared.schemas import EntryRegistered, Signals, embedding_to_text
 
 P1, P2 = "a" * 64, "0123456789abcdef" * 4
 MD5, SHA = "b" * 32, "c" * 64
+E1 = embedding_to_text(np.full(1280, 1280**-0.5))
+E2 = embedding_to_text(np.linspace(-1, 1, 1280) / np.linalg.norm(np.linspace(-1, 1, 1280)))
 
 ENTRIES = [
     EntryRegistered(
         entry_id="e-1",
         bank="kids",
-        signals=Signals(pdq=[P1, P2], md5=MD5, sha256=SHA),
-        labels={"batch": "b1", "note": 'two words = tricky; ok,"quoted"'},
+        signals=Signals(pdq=[P1, P2], md5=MD5, sha256=SHA, embedding=[E1, E2]),
+        labels={"batch": "b1", "note": 'two words = tricky; ok,"quoted"', "empty": ""},
     ),
     EntryRegistered(entry_id="e 2/with spaces", bank="kids", signals=Signals(md5=MD5)),
     EntryRegistered(entry_id="e-3", bank="kids", signals=Signals(pdq=[P2]), labels={"source": "x"}),
+    EntryRegistered(
+        entry_id="e-4", bank="kids", signals=Signals(embedding=[E1]), labels={"kind": ""}
+    ),
 ]
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
-def test_export_then_import_round_trips_with_nothing_lost(fmt):
-    text = serialise(ENTRIES, fmt)
-    parsed = parse(text, fmt, "kids")
+def by_id(entries):
+    return sorted(entries, key=lambda e: e.entry_id)
+
+
+def test_json_export_then_import_round_trips_everything_embeddings_and_empty_labels_too():
+    parsed = parse(serialise(ENTRIES, "json"), "json", "kids")
     assert parsed.problems == []
-    assert sorted(parsed.entries, key=lambda e: e.entry_id) == sorted(
-        ENTRIES, key=lambda e: e.entry_id
-    )
+    assert by_id(parsed.entries) == by_id(ENTRIES)
+
+
+@pytest.mark.parametrize("fmt", ["hma", "csv"])
+def test_hash_list_formats_round_trip_all_but_embeddings(fmt):
+    parsed = parse(serialise(ENTRIES, fmt), fmt, "kids")
+    assert parsed.problems == []
+    without_embeddings = [
+        e.model_copy(update={"signals": e.signals.model_copy(update={"embedding": []})})
+        for e in ENTRIES
+        if e.signals.pdq or e.signals.md5 or e.signals.sha256
+    ]
+    assert by_id(parsed.entries) == by_id(without_embeddings)
+    assert parsed.entries[0].labels["empty"] == ""
+
+
+def test_an_export_that_leaves_embeddings_out_says_so():
+    assert embeddings_left_out("json", 2) is None
+    assert embeddings_left_out("hma", 0) is None
+    warning = embeddings_left_out("csv", 2)
+    assert warning.startswith("2 entries have image embeddings") and "--format json" in warning
 
 
 def test_plain_hma_lines_each_become_an_entry_with_a_stable_id():
@@ -61,10 +92,31 @@ def test_csv_needs_a_signal_column_and_reports_bad_rows():
     assert parsed.entries[0].labels == {"source": "partner"}
 
 
+def test_a_partners_empty_csv_cell_is_no_label_but_an_empty_label_in_the_labels_column_stays():
+    text = f"pdq,source,labels\n{P1},,note= kind=x\n"
+    (entry,) = parse(text, "csv", "kids").entries
+    assert entry.labels == {"note": "", "kind": "x"}
+
+
 def test_json_must_be_a_list_of_entries():
     assert parse("{}", "json", "kids").problems[0].reason == "expected a JSON list of entries"
     assert "not JSON" in parse("[", "json", "kids").problems[0].reason
     items = [{"signals": {"pdq": [P1]}}, {"nope": 1}, {"signals": {"md5": "short"}}]
     parsed = parse(json.dumps(items), "json", "kids")
     assert [p.line for p in parsed.problems] == [2, 3]
+    assert str(parsed.problems[1]).startswith("item 3: md5")
+    assert len(parsed.entries) == 1
+
+
+@pytest.mark.parametrize(
+    ("item", "named"),
+    [
+        ({"signals": {"pdq": [P1], "sha265": SHA}}, "'sha265'"),
+        ({"signals": {"pdq": [P1]}, "label": {"a": "b"}}, "'label'"),
+    ],
+)
+def test_json_keys_that_are_not_in_the_format_are_errors_naming_the_item(item, named):
+    parsed = parse(json.dumps([{"signals": {"md5": MD5}}, item]), "json", "kids")
+    (problem,) = parsed.problems
+    assert str(problem).startswith("item 2: unknown key") and named in str(problem)
     assert len(parsed.entries) == 1

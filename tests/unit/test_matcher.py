@@ -108,7 +108,10 @@ def test_bank_thresholds_quality_floors_and_disabled_banks_apply():
     registry.register(registration("picky-1", bank="picky", pdq=[BASE]))
     registry.register(registration("off-1", bank="off", pdq=[BASE], sha256="1" * 64))
     matcher = processor(
-        registry, strict={"pdq_threshold": 8}, picky={"quality_floor": 90}, off={"enabled": False}
+        registry,
+        strict={"pdq_threshold": 8, "auto_threshold": 8},
+        picky={"quality_floor": 90},
+        off={"enabled": False},
     )
     assert matcher.matches(hashed(quality=80), registry.near([hashed().pdq], 31)[0]) == []
     assert [
