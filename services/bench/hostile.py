@@ -2,9 +2,10 @@
 
 Every case is published to the uploads topic followed by a valid "canary" upload with the same key
 (so the same partition, right after it). Eraser passes a case when the hostile record gets the
-expected outcome — an ``error`` verdict and a dead letter with a reason, or a normal verdict for
-odd-but-valid images — the canary gets its normal verdict, and ingest is still the same process
-with its peak memory under the limit. Behind ``eraser bench hostile`` and the integration test.
+expected outcome — an ``error`` verdict and a dead letter of the expected error class, or a normal
+verdict for odd-but-valid images — the canary gets its normal verdict, and ingest is still the
+same process with its peak memory under the limit. Behind ``eraser bench hostile`` and the
+integration test.
 """
 
 from __future__ import annotations
@@ -13,32 +14,42 @@ import base64
 import io
 import json
 import os
-import threading
-import time
 import uuid
-import zipfile
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 from PIL import Image
 
+from services.bench import hostile_media as media
 from services.bench.deployment import Deployment
+from services.bench.origin import ORIGIN_HOST, Origin
 from services.samples import photo_bytes
+from services.shared.errors import (
+    FetchFailedError,
+    MalformedEventError,
+    MediaRejectedError,
+    MediaUndecodableError,
+    UnsupportedEventError,
+)
+from services.shared.schemas import UploadReceived
 
 Expect = Literal["error", "scanned", "dead-letter"]
-ORIGIN_HOST = "127.0.0.2"  # the one loopback address the corpus deployment may fetch from
-# Settings the corpus is designed for: a small byte cap and short fetch timeouts.
+MAX_PIXELS = 64_000_000
+# Settings the corpus is designed for: a small byte cap, the default pixel limit, a 1 s fetch
+# deadline, and one upload per batch, so that even a batch holding an image at the pixel limit
+# stays well inside the 3 s poll interval of test deployments.
 CORPUS_ENV = {
     "ERASER_FETCH_ALLOWED_NETWORKS": f"{ORIGIN_HOST}/32",
     "ERASER_MAX_MEDIA_BYTES": str(256 * 1024),
-    "ERASER_FETCH_READ_TIMEOUT_S": "1",
+    "ERASER_MAX_PIXELS": str(MAX_PIXELS),
+    "ERASER_FETCH_DEADLINE_S": "1",
     "ERASER_FETCH_ATTEMPTS": "2",
+    "ERASER_INGEST_BATCH_SIZE": "1",
 }
+_REJECTED, _UNDECODABLE = MediaRejectedError.__name__, MediaUndecodableError.__name__
+_FAILED, _MALFORMED = FetchFailedError.__name__, MalformedEventError.__name__
 
 
 @dataclass(frozen=True)
@@ -46,11 +57,16 @@ class Case:
     """One hostile record and the outcome eraser owes it."""
 
     name: str
-    expect: (
-        Expect  # error: error verdict + dead letter; scanned: a normal verdict; dead-letter only
-    )
+    # error: an error verdict and a dead letter; dead-letter: only that; scanned: a normal verdict
+    expect: Expect
     value: bytes | None
     upload_id: str | None
+    error: str = ""  # the dead letter's error class, for "error" and "dead-letter"
+
+    @property
+    def expected(self) -> str:
+        """The expected outcome, with the error class."""
+        return f"{self.expect}: {self.error}" if self.error else self.expect
 
 
 @dataclass(frozen=True)
@@ -65,144 +81,107 @@ class Outcome:
 
     @property
     def passed(self) -> bool:
-        """Whether the outcome is the one the case expects."""
+        """Whether the outcome is the one the case expects, down to the error class."""
         if not self.canary_ok:
             return False
         if self.case.expect == "error":
-            return self.verdict == "error" and bool(self.reason) and bool(self.dead_letter)
+            return (
+                self.verdict == "error"
+                and bool(self.reason)
+                and self.dead_letter == self.case.error
+            )
         if self.case.expect == "dead-letter":
-            return self.verdict == "" and bool(self.dead_letter)
+            return self.verdict == "" and self.dead_letter == self.case.error
         return self.verdict in ("clean", "match") and not self.dead_letter
-
-
-class Origin:
-    """A small web server on 127.0.0.2 that serves a photo, redirects, and stalls."""
-
-    def __init__(self, photo: bytes) -> None:
-        handler = type("Handler", (_OriginHandler,), {"photo": photo})
-        self._server = _QuietServer((ORIGIN_HOST, 0), handler)
-        self.port = int(self._server.server_address[1])
-        self.url = f"http://{ORIGIN_HOST}:{self.port}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        """Stop serving."""
-        self._server.shutdown()
-        self._server.server_close()
-
-
-class _QuietServer(ThreadingHTTPServer):
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        return None  # eraser hangs up on the stalling route on purpose
-
-
-class _OriginHandler(BaseHTTPRequestHandler):
-    photo = b""
-
-    def do_GET(self) -> None:
-        path, _, query = self.path.partition("?")
-        if path == "/photo.jpg":
-            self._reply(200, self.photo)
-        elif path == "/to":
-            self.send_response(302)
-            self.send_header("Location", query.removeprefix("u="))
-            self.end_headers()
-        elif path == "/slow":
-            time.sleep(3)
-            self._reply(200, self.photo)
-        else:
-            self._reply(404, b"")
-
-    def _reply(self, status: int, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return None
 
 
 def corpus(media_root: Path, origin: Origin, byte_cap: int) -> list[Case]:
     """Every hostile case: broken media, hostile events, and fetches that must be refused."""
-    return [*_media_cases(media_root, byte_cap), *_event_cases(), *_fetch_cases(media_root, origin)]
+    return [
+        *_media_cases(media_root, byte_cap),
+        *_event_cases(),
+        *_fetch_cases(media_root, origin, byte_cap),
+    ]
 
 
 def _media_cases(media_root: Path, byte_cap: int) -> Iterator[Case]:
-    jpeg, png = _encode(_gradient(), "JPEG"), _encode(_gradient(), "PNG")
-    broken = {
+    jpeg, png = media.encode(media.gradient(), "JPEG"), media.encode(media.gradient(), "PNG")
+    undecodable = {
         "truncated JPEG": jpeg[: len(jpeg) // 3],
         "truncated PNG": png[:-60],
-        "truncated WebP": _encode(_gradient(), "WEBP")[:80],
-        "truncated GIF": _encode(_gradient(), "GIF")[:40],
+        "truncated WebP": media.encode(media.gradient(), "WEBP")[:80],
+        "truncated GIF": media.encode(media.gradient(), "GIF")[:40],
         "zero-length upload": b"",
         "random bytes": os.urandom(20_000),
-        "decompression bomb: 30000x30000 PNG of one colour": _png_bomb(30_000),
-        "PNG header declaring 100000x100000": _png_declaring(100_000, 100_000),
-        "JPEG header declaring 65000x65000": _jpeg_declaring(jpeg, 65_000, 65_000),
-        "GIF header declaring 65535x65535": _gif_declaring(65_535, 65_535),
+        "decompression bomb: 30000x30000 PNG of one colour": media.png_bomb(30_000),
+        "PNG header declaring 100000x100000": media.png_declaring(100_000, 100_000),
+        "JPEG header declaring 65000x65000": media.jpeg_declaring(jpeg, 65_000, 65_000),
+        "GIF header declaring 65535x65535": media.gif_declaring(65_535, 65_535),
         "SVG posing as an image": b"<svg xmlns='http://www.w3.org/2000/svg'><script/></svg>",
         "HTML posing as an image": b"<!doctype html><html><body><img src=x></body></html>",
         "GIF/JavaScript polyglot": b"GIF89a/*\x00\x00" + os.urandom(64) + b"*/=alert(1);",
-        "inline payload over the byte cap": os.urandom(byte_cap + 1),
     }
-    for name, data in broken.items():
-        yield _inline(name, "error", data)
-    yield _by_file(
-        name="file over the byte cap",
-        expect="error",
-        data=os.urandom(byte_cap + 1),
-        media_root=media_root,
-    )
-    yield _by_file(name="zero-length file", expect="error", data=b"", media_root=media_root)
+    for name, data in undecodable.items():
+        yield _inline(name, data, _UNDECODABLE)
+    yield _inline("inline payload over the byte cap", os.urandom(byte_cap + 1), _REJECTED)
+    yield _by_file("file over the byte cap", os.urandom(byte_cap + 1), media_root, _REJECTED)
+    yield _by_file("zero-length file", b"", media_root, _UNDECODABLE)
     valid = {
-        "animated GIF with 2000 frames": _animated_gif(2000),
-        "CMYK JPEG": _encode(_gradient().convert("CMYK"), "JPEG"),
-        "16-bit greyscale PNG": _encode(Image.fromarray(_wide_gradient()), "PNG"),
-        "palette PNG with transparency": _palette_with_transparency(),
-        "LA (grey + alpha) PNG": _encode(_gradient().convert("LA"), "PNG"),
-        "EXIF-rotated JPEG": _exif_rotated(),
-        "JPEG/ZIP polyglot": jpeg + _zip_archive(),
+        "animated GIF with 2000 frames": media.animated_gif(2000),
+        "CMYK JPEG": media.encode(media.gradient().convert("CMYK"), "JPEG"),
+        "16-bit greyscale PNG": media.encode(Image.fromarray(media.wide_gradient()), "PNG"),
+        "palette PNG with transparency": media.palette_with_transparency(),
+        "LA (grey + alpha) PNG": media.encode(media.gradient().convert("LA"), "PNG"),
+        "EXIF-rotated JPEG": media.exif_rotated(),
+        "JPEG/ZIP polyglot": jpeg + media.zip_archive(),
+        "16-bit PNG at the pixel limit (8000x8000)": media.sixteen_bit_at(MAX_PIXELS),
+        "palette PNG with transparency at the pixel limit": media.palette_at(MAX_PIXELS),
+        "long thin 16-bit PNG at the pixel limit (999x64064)": media.sixteen_bit_at(
+            MAX_PIXELS, width=999
+        ),
     }
     for name, data in valid.items():
-        yield _inline(name, "scanned", data)
+        yield _inline(name, data)
 
 
 def _event_cases() -> Iterator[Case]:
-    yield Case("malformed JSON", "dead-letter", b'{"specversion": "1.0", "id": ', None)
-    yield Case("JSON that is not an object", "dead-letter", b'["eraser.upload.v1"]', None)
-    yield Case("null value", "dead-letter", None, None)
-    yield Case("invalid UTF-8", "dead-letter", b"\xff\xfe\xfd", None)
-    yield Case(
-        "event without an id",
-        "dead-letter",
-        json.dumps(_envelope({"content_id": "x", "media_b64": "AA=="}, id=None)).encode(),
-        None,
-    )
-    broken_events: dict[str, dict[str, Any]] = {
-        "event missing content_id": {"data": {"media_b64": "AA=="}},
-        "event with both media_url and media_b64": {
-            "data": {"content_id": "x", "media_b64": "AA==", "media_url": "https://a.example/x"}
-        },
-        "event with an unknown field": {
-            "data": {"content_id": "x", "media_b64": "AA==", "face_id": "someone"}
-        },
-        "event with an unknown type": {"type": "com.example.photo.v1"},
-        "event with a wrong schema version": {"type": "eraser.upload.v9"},
-        "event with a time without a zone": {"time": "2026-11-25T10:00:00"},
-        "event with invalid base64": {"data": {"content_id": "x", "media_b64": "***"}},
+    unreadable = {
+        "malformed JSON": b'{"specversion": "1.0", "id": ',
+        "JSON that is not an object": b'["eraser.upload.v1"]',
+        "null value": None,
+        "invalid UTF-8": b"\xff\xfe\xfd",
+        "event without an id": json.dumps(
+            _envelope({"content_id": "x", "media_b64": "AA=="}, id=None)
+        ).encode(),
     }
-    for name, override in broken_events.items():
-        document = _envelope({"content_id": "x", "media_b64": "AA=="})
-        document.update({k: v for k, v in override.items()})
-        yield Case(name, "error", json.dumps(document).encode(), document["id"])
+    for name, value in unreadable.items():
+        yield Case(name, "dead-letter", value, None, _MALFORMED)
+    unsupported = UnsupportedEventError.__name__
+    broken_events: dict[str, tuple[dict[str, Any], str]] = {
+        "event missing content_id": ({"data": {"media_b64": "AA=="}}, _MALFORMED),
+        "event with both media_url and media_b64": (
+            {"data": {"content_id": "x", "media_b64": "AA==", "media_url": "https://a.example/x"}},
+            _MALFORMED,
+        ),
+        "event with an unknown field": (
+            {"data": {"content_id": "x", "media_b64": "AA==", "face_id": "someone"}},
+            _MALFORMED,
+        ),
+        "event with an unknown type": ({"type": "com.example.photo.v1"}, unsupported),
+        "event with a wrong schema version": ({"type": "eraser.upload.v9"}, unsupported),
+        "event with a time without a zone": ({"time": "2026-11-25T10:00:00"}, _MALFORMED),
+        "event with invalid base64": ({"data": {"content_id": "x", "media_b64": "***"}}, _REJECTED),
+    }
+    for name, (override, error) in broken_events.items():
+        document = _envelope({"content_id": "x", "media_b64": "AA=="}) | override
+        yield Case(name, "error", json.dumps(document).encode(), document["id"], error)
 
 
-def _fetch_cases(media_root: Path, origin: Origin) -> Iterator[Case]:
-    port = origin.port
+def _fetch_cases(media_root: Path, origin: Origin, byte_cap: int) -> Iterator[Case]:
     escape = media_root / "escape.jpg"
     if not escape.is_symlink():
         escape.symlink_to("/etc/passwd")
+    port, to, over = origin.port, f"{origin.url}/to?u=", byte_cap + 1
     refused = {
         "file:///etc/passwd": "file:///etc/passwd",
         "file:// with ../ out of the media root": f"{media_root.as_uri()}/../../../etc/passwd",
@@ -216,16 +195,29 @@ def _fetch_cases(media_root: Path, origin: Origin) -> Iterator[Case]:
         "http://192.168.0.1 (192.168/16)": "http://192.168.0.1/a.jpg",
         "http://0x7f000001 (loopback in hex)": f"http://0x7f000001:{port}/photo.jpg",
         "hostname resolving to loopback": f"http://localhost:{port}/photo.jpg",
-        "redirect to 127.0.0.1": f"{origin.url}/to?u=http://127.0.0.1:{port}/photo.jpg",
-        "redirect to 169.254.169.254": f"{origin.url}/to?u=http://169.254.169.254/latest/",
-        "redirect to 10.0.0.1": f"{origin.url}/to?u=http://10.0.0.1/a.jpg",
-        "redirect to file:///etc/passwd": f"{origin.url}/to?u=file:///etc/passwd",
-        "origin that stalls past the timeout": f"{origin.url}/slow",
-        "origin answering 404": f"{origin.url}/missing.jpg",
+        "redirect to 127.0.0.1": f"{to}http://127.0.0.1:{port}/photo.jpg",
+        "redirect to [::1]": f"{to}http://[::1]:{port}/photo.jpg",
+        "redirect to 169.254.169.254": f"{to}http://169.254.169.254/latest/",
+        "redirect to 10.0.0.1": f"{to}http://10.0.0.1/a.jpg",
+        "redirect to 172.16.0.1": f"{to}http://172.16.0.1/a.jpg",
+        "redirect to 192.168.0.1": f"{to}http://192.168.0.1/a.jpg",
+        "redirect to file:///etc/passwd": f"{to}file:///etc/passwd",
+        "http payload over the byte cap, no Content-Length": f"{origin.url}/unsized?n={over}",
     }
     for name, url in refused.items():
-        yield _by_url(name, "error", url)
-    yield _by_url("allowed origin (control)", "scanned", f"{origin.url}/photo.jpg")
+        yield _by_url(name, url, _REJECTED)
+    failed = {
+        "origin that stalls past the deadline": f"{origin.url}/slow",
+        "origin dripping its body a byte at a time": f"{origin.url}/drip",
+        "origin dripping its headers a byte at a time": f"{origin.url}/drip-headers",
+        "origin answering 404": f"{origin.url}/missing.jpg",
+    }
+    for name, url in failed.items():
+        yield _by_url(name, url, _FAILED)
+    # Only the declared 1 KiB is read, so what is scanned is 1 KiB of random bytes.
+    understated = f"{origin.url}/understated?n={over}"
+    yield _by_url("http payload over the byte cap, declaring 1 KiB", understated, _UNDECODABLE)
+    yield _by_url("allowed origin (control)", f"{origin.url}/photo.jpg")
 
 
 def run_corpus(
@@ -297,115 +289,34 @@ def _envelope(data: dict[str, Any], id: str | None = "auto", **attributes: Any) 
     return {k: v for k, v in document.items() if v is not None}
 
 
-def _inline(name: str, expect: Expect, data: bytes) -> Case:
+def _inline(name: str, data: bytes, error: str = "") -> Case:
+    """An upload of ``data`` inline: an error case if ``error`` names a class, else scanned."""
     document = _envelope(
         {"content_id": f"hostile:{name}", "media_b64": base64.b64encode(data).decode()}
     )
-    return Case(name, expect, json.dumps(document).encode(), document["id"])
+    return _upload_case(name, document, error)
 
 
-def _by_url(name: str, expect: Expect, url: str) -> Case:
-    document = _envelope({"content_id": f"hostile:{name}", "media_url": url})
-    return Case(name, expect, json.dumps(document).encode(), document["id"])
+def _by_url(name: str, url: str, error: str = "") -> Case:
+    return _upload_case(name, _envelope({"content_id": f"hostile:{name}", "media_url": url}), error)
 
 
-def _by_file(*, name: str, expect: Expect, data: bytes, media_root: Path) -> Case:
+def _by_file(name: str, data: bytes, media_root: Path, error: str) -> Case:
     path = media_root / f"{uuid.uuid4().hex}.bin"
     path.write_bytes(data)
-    return _by_url(name, expect, path.as_uri())
+    return _by_url(name, path.as_uri(), error)
 
 
-def _canary(key: str, data: bytes) -> Any:
-    from services.shared.schemas import UploadReceived
+def _upload_case(name: str, document: dict[str, Any], error: str) -> Case:
+    expect: Expect = "error" if error else "scanned"
+    return Case(name, expect, json.dumps(document).encode(), document["id"], error)
 
+
+def _canary(key: str, data: bytes) -> UploadReceived:
     return UploadReceived(content_id=key, media_b64=base64.b64encode(data).decode())
-
-
-# Building the media.
-
-
-def _gradient(width: int = 160, height: int = 120) -> Image.Image:
-    x = np.linspace(0, 255, width)
-    y = np.linspace(0, 255, height)[:, None]
-    rgb = np.dstack([np.tile(x, (height, 1)), np.tile(y, (1, width)), (x * y / 255) % 255])
-    return Image.fromarray(rgb.astype(np.uint8))
-
-
-def _wide_gradient() -> np.ndarray:
-    return np.linspace(0, 65_535, 160 * 120).reshape(120, 160).astype(np.uint16)
-
-
-def _encode(image: Image.Image, fmt: str, **options: Any) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **options)
-    return buffer.getvalue()
-
-
-def _png_chunk(kind: bytes, body: bytes) -> bytes:
-    crc = zlib.crc32(kind + body)
-    return len(body).to_bytes(4, "big") + kind + body + crc.to_bytes(4, "big")
-
-
-def _png(width: int, height: int, depth: int, colour: int, idat: bytes) -> bytes:
-    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([depth, colour, 0, 0, 0])
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + _png_chunk(b"IHDR", header)
-        + _png_chunk(b"IDAT", idat)
-        + _png_chunk(b"IEND", b"")
-    )
-
-
-def _png_bomb(side: int) -> bytes:
-    """A real 1-bit PNG of side x side pixels of one colour: ~100 KB that inflates to ~110 MB."""
-    row = b"\x00" * (1 + (side + 7) // 8)
-    compressor = zlib.compressobj(9)
-    block = row * 1000
-    chunks = [compressor.compress(block) for _ in range(side // 1000)]
-    chunks += [compressor.compress(row * (side % 1000)), compressor.flush()]
-    return _png(side, side, 1, 0, b"".join(chunks))
-
-
-def _png_declaring(width: int, height: int) -> bytes:
-    return _png(width, height, 8, 2, zlib.compress(b"\x00" * 64))
-
-
-def _jpeg_declaring(jpeg: bytes, width: int, height: int) -> bytes:
-    at = jpeg.index(b"\xff\xc0")  # start of frame: length(2) precision(1) height(2) width(2)
-    return jpeg[: at + 5] + height.to_bytes(2, "big") + width.to_bytes(2, "big") + jpeg[at + 9 :]
-
-
-def _gif_declaring(width: int, height: int) -> bytes:
-    gif = _encode(_gradient(16, 16).convert("P"), "GIF")
-    return gif[:6] + width.to_bytes(2, "little") + height.to_bytes(2, "little") + gif[10:]
-
-
-def _animated_gif(frames: int) -> bytes:
-    images = [Image.new("P", (16, 16), n % 2) for n in range(frames)]
-    for image in images:
-        image.putpalette([0, 0, 0, 255, 255, 255] + [0, 0, 0] * 254)
-    return _encode(images[0], "GIF", save_all=True, append_images=images[1:], duration=20)
-
-
-def _palette_with_transparency() -> bytes:
-    image = _gradient().convert("P")
-    return _encode(image, "PNG", transparency=0)
-
-
-def _exif_rotated() -> bytes:
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    return _encode(_gradient(), "JPEG", exif=exif.tobytes())
-
-
-def _zip_archive() -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("payload.html", "<script>x()</script>")
-    return buffer.getvalue()
 
 
 def default_canary() -> bytes:
     """The canary: a re-encoded copy of the registered photo."""
     image = Image.open(io.BytesIO(photo_bytes("coffee.png"))).convert("RGB")
-    return _encode(image, "JPEG", quality=80)
+    return media.encode(image, "JPEG", quality=80)

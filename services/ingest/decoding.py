@@ -20,6 +20,8 @@ from services.shared.errors import MediaUndecodableError
 FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 _WIDE_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
+_AVERAGED_MODES = frozenset({"L", "LA", "RGB", "RGBA", "CMYK", "YCbCr", "I", "F"})
+_REDUCED_PIXELS = 4_000_000  # at most this many pixels after reduction
 
 
 @dataclass(frozen=True)
@@ -47,43 +49,31 @@ def decode(data: bytes, max_pixels: int, reduce_to: int | None = None) -> Decode
         raise MediaUndecodableError("media is empty")
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            image = Image.open(io.BytesIO(data), formats=FORMATS)
-        except UnidentifiedImageError:
-            raise MediaUndecodableError("not an image in a supported format") from None
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise MediaUndecodableError("image is over the pixel limit") from None
-        except Exception as error:  # hostile headers can raise anything; none is our bug to see
-            raise MediaUndecodableError(
-                f"unreadable image header ({type(error).__name__})"
-            ) from None
+        image = _open(data)
         _check_size(image, max_pixels)
         width, height = image.size
         try:
-            if reduce_to and image.format == "JPEG":
-                image.draft("RGB", (reduce_to, reduce_to))
-            loaded = _load_first_frame(image)
-            if reduce_to and loaded.format != "JPEG":
-                loaded = _reduced(loaded, reduce_to)
-            upright = ImageOps.exif_transpose(loaded)
-            pixels = _to_rgb(upright)
+            pixels, turned = _upright_rgb(image, _factor(image.size, reduce_to) if reduce_to else 1)
         except MediaUndecodableError:
             raise
         except Exception as error:  # truncated or corrupt data, in whatever form Pillow reports it
             raise MediaUndecodableError(
                 f"corrupt {image.format} data ({type(error).__name__})"
             ) from None
-    if upright.size != loaded.size:  # rotated a quarter turn by its EXIF orientation
+    if turned:  # a quarter turn by its EXIF orientation
         width, height = height, width
     return Decoded(pixels=pixels, format=str(image.format), width=width, height=height)
 
 
-def _reduced(image: Image.Image, reduce_to: int) -> Image.Image:
-    """Averaged down by the largest power of two (as JPEG's scaling) that keeps ``reduce_to``."""
-    factor = 1 << max(0, (min(image.size) // reduce_to).bit_length() - 1)
-    if factor < 2 or image.mode not in ("RGB", "RGBA", "L", "LA", "I", "F"):
-        return image
-    return image.reduce(factor)
+def _open(data: bytes) -> Image.Image:
+    try:
+        return Image.open(io.BytesIO(data), formats=FORMATS)
+    except UnidentifiedImageError:
+        raise MediaUndecodableError("not an image in a supported format") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise MediaUndecodableError("image is over the pixel limit") from None
+    except Exception as error:  # hostile headers can raise anything; none is our bug to see
+        raise MediaUndecodableError(f"unreadable image header ({type(error).__name__})") from None
 
 
 def _check_size(image: Image.Image, max_pixels: int) -> None:
@@ -94,26 +84,76 @@ def _check_size(image: Image.Image, max_pixels: int) -> None:
         raise MediaUndecodableError(f"image is {width}x{height}, over the pixel limit")
 
 
-def _load_first_frame(image: Image.Image) -> Image.Image:
+def _factor(size: tuple[int, int], reduce_to: int) -> int:
+    """The largest power of two (as JPEG's scaling) that keeps the shorter side ``reduce_to``.
+
+    Larger for an image so long and thin that it would still be over 4 MP: every later step pays
+    for each pixel (a 1000 x 64000 image would cost hundreds of megabytes and seconds of PDQ), and
+    no signal needs them (PDQ reduces to 64 x 64, the other views to 640 pixels a side).
+    """
+    factor = 1 << max(0, (min(size) // reduce_to).bit_length() - 1)
+    while size[0] * size[1] > _REDUCED_PIXELS * factor * factor:
+        factor *= 2
+    return factor
+
+
+def _upright_rgb(image: Image.Image, factor: int) -> tuple[np.ndarray, bool]:
+    """The first frame reduced by ``factor`` and turned upright; whether it turned a quarter."""
+    if factor > 1 and image.format == "JPEG":
+        image.draft("RGB", (image.width // factor, image.height // factor))
     image.seek(0)
     image.load()
-    return image
+    reduced = _reduced(image, factor) if factor > 1 and image.format != "JPEG" else image
+    stored = reduced.size
+    ImageOps.exif_transpose(reduced, in_place=True)  # in place: no copy when already upright
+    return _to_rgb(reduced), reduced.size != stored
+
+
+def _reduced(image: Image.Image, factor: int) -> Image.Image:
+    """Averaged down by ``factor``, in a mode whose values can be averaged."""
+    mode = _averaging_mode(image)
+    if mode not in _AVERAGED_MODES:
+        return image
+    width, height = image.size
+    reduced = Image.new(mode, (-(-width // factor), -(-height // factor)))
+    # EXIF and the rest still apply; a palette index naming the transparent colour no longer does.
+    reduced.info = {key: value for key, value in image.info.items() if key != "transparency"}
+    # A band of rows at a time: converting a whole palette or 16-bit image at the pixel limit
+    # would take 4 bytes a pixel (256 MB) at once, and reducing RGBA another such copy.
+    rows = factor * 32
+    for top in range(0, height, rows):
+        band = image.crop((0, top, width, min(height, top + rows)))
+        reduced.paste(band.convert(mode).reduce(factor), (0, top // factor))
+    return reduced
+
+
+def _averaging_mode(image: Image.Image) -> str:
+    """The mode whose values can be averaged: palette indices and bits cannot, 16-bit in "I"."""
+    if image.mode == "1":
+        return "L"
+    if image.mode in ("P", "PA"):
+        return "RGBA" if image.mode == "PA" or "transparency" in image.info else "RGB"
+    return "I" if image.mode.startswith("I;16") else image.mode
 
 
 def _to_rgb(image: Image.Image) -> np.ndarray:
     if image.mode in _WIDE_MODES:
         image = Image.fromarray(_to_8bit(np.asarray(image)))
     if image.mode in _ALPHA_MODES or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(white, rgba)
-    return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
+        rgba = image if image.mode == "RGBA" else image.convert("RGBA")
+        image = Image.new("RGB", rgba.size, (255, 255, 255))
+        image.paste(rgba, mask=rgba)  # over white, with no second full-size RGBA image
+    elif image.mode != "RGB":
+        image = image.convert("RGB")
+    return np.asarray(image)
 
 
 def _to_8bit(values: np.ndarray) -> np.ndarray:
-    """Scale 16-bit, 32-bit or float samples into 0..255."""
-    wide = np.nan_to_num(values.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0).clip(min=0)
+    """Scale 16-bit, 32-bit or float samples into 0..255, in one float32 copy."""
+    wide = values.astype(np.float32)
+    np.nan_to_num(wide, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    np.clip(wide, 0, None, out=wide)
     peak = float(wide.max(initial=0.0))
-    if peak > 255:
+    if peak > 255:  # else already 8-bit values stored wide
         wide *= 255.0 / (65535.0 if peak <= 65535 else peak)
-    return np.asarray(wide.round().clip(0, 255), dtype=np.uint8)
+    return np.rint(wide, out=wide).astype(np.uint8)

@@ -2,9 +2,10 @@
 
 An upload names its own URL, so fetching is an attack surface. http(s) fetches resolve the host
 once, refuse loopback, private, link-local and other non-global addresses (unless the operator
-allows a network), connect to exactly the address that was checked, re-check every redirect, cap
-the bytes while streaming and bound the whole transfer in time. ``file://`` is confined to
-``ERASER_MEDIA_ROOT``. The bytes are returned, never logged.
+allows a network), connect to exactly the address that was checked, re-check every redirect and
+cap the bytes while streaming. One deadline bounds the whole fetch of an upload: every attempt,
+redirect, connection, header and byte. ``file://`` is confined to ``ERASER_MEDIA_ROOT``. The bytes
+are returned, never logged.
 """
 
 from __future__ import annotations
@@ -15,15 +16,15 @@ import http.client
 import ipaddress
 import os
 import socket
-import ssl
 import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import unquote, urljoin, urlsplit
 
+from services.ingest.transport import Deadline, Pin, PinnedHTTP, PinnedHTTPS
 from services.shared.config import MediaSettings
 from services.shared.errors import FetchFailedError, MediaRejectedError, TransientError
 from services.shared.schemas import UploadReceived
@@ -121,21 +122,23 @@ class MediaFetcher:
             raise FetchFailedError("file not readable") from None
 
     def _http(self, url: str) -> bytes:
+        deadline = Deadline(self._settings.fetch_deadline_s)
         attempts = self._settings.fetch_attempts
         for attempt in range(1, attempts + 1):
             try:
-                return self._follow(url)
+                return self._follow(url, deadline)
             except TransientError as error:
+                deadline.check()  # a timeout that used up the deadline is reported as such
                 if attempt == attempts:
                     raise FetchFailedError(
                         f"unavailable after {attempts} attempts: {error}"
                     ) from None
-                self._sleep(0.2 * 2 ** (attempt - 1))
+                self._sleep(deadline.left(0.2 * 2 ** (attempt - 1)))
         raise AssertionError("unreachable")
 
-    def _follow(self, url: str) -> bytes:
+    def _follow(self, url: str, deadline: Deadline) -> bytes:
         for _ in range(self._settings.fetch_max_redirects + 1):
-            response, connection = self._get(url)
+            response, connection = self._get(url, deadline)
             try:
                 if response.status in _REDIRECTS:
                     location = response.getheader("Location")
@@ -149,10 +152,13 @@ class MediaFetcher:
                     raise FetchFailedError(f"HTTP {response.status}")
                 return self._read_capped(response)
             finally:
+                response.close()
                 connection.close()
         raise FetchFailedError("too many redirects")
 
-    def _get(self, url: str) -> tuple[http.client.HTTPResponse, http.client.HTTPConnection]:
+    def _get(
+        self, url: str, deadline: Deadline
+    ) -> tuple[http.client.HTTPResponse, http.client.HTTPConnection]:
         parts = urlsplit(url)
         scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
         if scheme not in ("http", "https"):
@@ -165,20 +171,18 @@ class MediaFetcher:
         except ValueError:
             raise MediaRejectedError("URL has an invalid port") from None
         address = self._checked_address(host, port)
-        connection = _pinned_connection(scheme, host, port, address, self._settings)
+        pin = Pin(address, deadline, self._settings)
+        connection = (PinnedHTTPS if scheme == "https" else PinnedHTTP)(host, port, pin)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         try:
             connection.request("GET", target, headers={"User-Agent": "eraser", "Accept": "image/*"})
             return connection.getresponse(), connection
-        except (
-            TimeoutError,
-            ConnectionError,
-            ssl.SSLError,
-            http.client.HTTPException,
-            OSError,
-        ) as error:
+        except (OSError, http.client.HTTPException) as error:  # timeouts, refusals, TLS errors
             connection.close()
             raise TransientError(f"connection failed ({type(error).__name__})") from None
+        except FetchFailedError:
+            connection.close()
+            raise
 
     def _check_host(self, host: str) -> None:
         allowed = self._settings.fetch_allowed_hosts
@@ -208,49 +212,15 @@ class MediaFetcher:
         declared = response.getheader("Content-Length")
         if declared and declared.isdigit() and int(declared) > cap:
             raise MediaRejectedError("media is over the byte cap")
-        deadline = time.monotonic() + self._settings.fetch_read_timeout_s
         chunks, size = [], 0
         try:
-            while chunk := response.read(_CHUNK):
+            # read1: whatever has arrived, so the cap is checked as bytes come in; the connection
+            # (services.ingest.transport) keeps every wait inside the deadline.
+            while chunk := response.read1(_CHUNK):
                 size += len(chunk)
                 if size > cap:
                     raise MediaRejectedError("media is over the byte cap")
-                if time.monotonic() > deadline:
-                    raise TransientError("transfer took longer than the read timeout")
                 chunks.append(chunk)
-        except (TimeoutError, ConnectionError, http.client.HTTPException, OSError) as error:
+        except (OSError, http.client.HTTPException) as error:
             raise TransientError(f"transfer failed ({type(error).__name__})") from None
         return b"".join(chunks)
-
-
-def _pinned_connection(
-    scheme: str, host: str, port: int, address: str, settings: MediaSettings
-) -> http.client.HTTPConnection:
-    """A connection to ``address`` (already checked) that still speaks to ``host`` (Host, SNI)."""
-    factory: Any = _PinnedHTTPS if scheme == "https" else _PinnedHTTP
-    connection: http.client.HTTPConnection = factory(
-        host, port, timeout=settings.fetch_read_timeout_s
-    )
-    connection.pinned_address = address  # type: ignore[attr-defined]
-    connection.connect_timeout = settings.fetch_connect_timeout_s  # type: ignore[attr-defined]
-    return connection
-
-
-class _PinnedHTTP(http.client.HTTPConnection):
-    pinned_address: str
-    connect_timeout: float
-
-    def connect(self) -> None:
-        self.sock = socket.create_connection((self.pinned_address, self.port), self.connect_timeout)
-        self.sock.settimeout(self.timeout)
-
-
-class _PinnedHTTPS(http.client.HTTPSConnection):
-    pinned_address: str
-    connect_timeout: float
-
-    def connect(self) -> None:
-        raw = socket.create_connection((self.pinned_address, self.port), self.connect_timeout)
-        raw.settimeout(self.timeout)
-        context = ssl.create_default_context()
-        self.sock = context.wrap_socket(raw, server_hostname=self.host)

@@ -138,3 +138,62 @@ def test_large_images_decode_at_a_reduced_scale_with_nearly_the_same_pdq():
         assert (reduced.width, reduced.height) == (2400, 1600) == (full.width, full.height)
         assert 500 <= min(reduced.pixels.shape[:2]) < 1600
         assert distance(pdq(full.pixels)[0], pdq(reduced.pixels)[0]) <= 10
+
+
+@pytest.mark.parametrize("mode", ["RGB", "P", "I;16"])
+def test_a_reduced_image_is_still_turned_upright(mode):
+    image = gradient(2400, 1600).convert("L" if mode == "I;16" else "RGB")
+    if mode == "P":
+        image = image.convert("P")
+    elif mode == "I;16":
+        image = Image.fromarray(np.asarray(image).astype(np.uint16) * 257)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: display rotated 90° clockwise
+    decoded = decode(encode(image, "PNG", exif=exif.tobytes()), LIMIT, reduce_to=500)
+    assert (decoded.width, decoded.height) == (1600, 2400)
+    height, width = decoded.pixels.shape[:2]
+    assert height > width >= 500
+    # The image's dark left edge ends up on top, its blue top-left quarter at the top right.
+    assert decoded.pixels[: height // 8].mean() < decoded.pixels[-height // 8 :].mean()
+    if mode != "I;16":
+        assert decoded.pixels[: height // 4, width // 2 :, 2].mean() > 200
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "P", "LA", "RGB", "RGBA", "I;16"])
+def test_every_mode_is_reduced_before_it_is_converted(mode):
+    # A palette, 1-bit or 16-bit image kept at full size would be converted to RGB(A) at full
+    # size: over a gigabyte at the pixel limit.
+    image = gradient(2400, 1600).convert("L" if mode in ("1", "I;16") else "RGB")
+    if mode == "I;16":
+        image = Image.fromarray(np.asarray(image).astype(np.uint16) * 257)
+    elif mode == "P":
+        image = image.convert("P")
+        image.info["transparency"] = 0
+    else:
+        image = image.convert(mode)
+    decoded = decode(encode(image, "PNG"), LIMIT, reduce_to=500)
+    assert decoded.pixels.shape == (800, 1200, 3)
+    assert (decoded.width, decoded.height) == (2400, 1600)
+
+
+def test_a_reduced_palette_image_keeps_its_transparency_and_16_bit_its_range():
+    clear = Image.new("P", (2400, 1600), 0)
+    clear.putpalette([0, 0, 0] * 256)
+    pixels = decode(encode(clear, "PNG", transparency=0), LIMIT, reduce_to=500).pixels
+    assert pixels.shape == (800, 1200, 3) and pixels.min() == 255
+    wide = np.linspace(0, 65535, 2400 * 1600).reshape(1600, 2400).astype(np.uint16)
+    grey = decode(encode(Image.fromarray(wide), "PNG"), LIMIT, reduce_to=500).pixels[..., 0]
+    assert grey.shape == (800, 1200)
+    assert grey.min() == 0 and grey.max() == 255 and len(np.unique(grey)) > 200
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_a_long_thin_image_is_reduced_to_a_few_megapixels(fmt):
+    # Its shorter side is already near 500, but at full size its 18 MP would cost every later
+    # step hundreds of megabytes.
+    thin = Image.new("RGB", (600, 30_000), (200, 100, 50))
+    decoded = decode(encode(thin, fmt), LIMIT, reduce_to=500)
+    height, width = decoded.pixels.shape[:2]
+    assert height * width <= 4_000_000
+    assert (width, height) == (150, 7500)
+    assert (decoded.width, decoded.height) == (600, 30_000)

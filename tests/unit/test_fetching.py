@@ -2,12 +2,13 @@ import base64
 import ipaddress
 import os
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from services.ingest.fetching import MediaFetcher
-from services.shared.config import MediaSettings
+from services.shared.config import IngestSettings, KafkaSettings, MediaSettings
 from services.shared.errors import FetchFailedError, MediaRejectedError
 from services.shared.schemas import UploadReceived
 
@@ -23,7 +24,9 @@ def by_url(url):
 
 
 class Handler(BaseHTTPRequestHandler):
-    """Serves canned answers by path: /ok, /big, /redirect?to=..., /flaky, /missing."""
+    """Serves canned answers by path: /ok, /big, /redirect?to=..., /flaky, /missing, and slow ones:
+    /drip-body, /drip-headers (a byte every 50 ms for 5 s), /slow-503 and /slow-loop (a 503 or a
+    redirect to itself after 200 ms)."""
 
     flaky_calls = 0
 
@@ -42,8 +45,30 @@ class Handler(BaseHTTPRequestHandler):
         elif path == "/flaky":
             Handler.flaky_calls += 1
             self._send(503 if Handler.flaky_calls < 3 else 200, b"finally")
+        elif path == "/drip-body":
+            self.send_response(200)
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            self._drip(b"x" * 100)
+        elif path == "/drip-headers":
+            self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+            self._drip(b"X-Padding: " + b"x" * 98)
+        elif path in ("/slow-503", "/slow-loop"):
+            time.sleep(0.2)
+            self.send_response(503 if path == "/slow-503" else 302)
+            self.send_header("Location", path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
         else:
             self._send(404, b"")
+
+    def _drip(self, data):
+        try:
+            for byte in data:
+                self.wfile.write(bytes([byte]))
+                time.sleep(0.05)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the fetcher hung up, as it should
 
     def _send(self, status, body):
         self.send_response(status)
@@ -191,3 +216,38 @@ def test_the_host_allowlist_applies_to_every_hop(server):
 def test_credentials_in_urls_are_refused():
     with pytest.raises(MediaRejectedError, match="credentials"):
         fetcher().fetch(by_url("https://user:pass@example.com/a.jpg"))
+
+
+@pytest.mark.parametrize("path", ["/drip-body", "/drip-headers", "/slow-503", "/slow-loop"])
+def test_one_deadline_bounds_the_whole_fetch(server, path):
+    # Every single wait is shorter than the read timeout, so only the deadline can stop these: a
+    # body or headers dripping a byte at a time, retries of a slow 503, a slow redirect loop.
+    slow = MediaFetcher(
+        MediaSettings(
+            fetch_allowed_networks=LOOPBACK,
+            fetch_read_timeout_s=0.4,
+            fetch_deadline_s=0.6,
+            fetch_attempts=10,
+            fetch_max_redirects=20,
+        )
+    )
+    started = time.monotonic()
+    with pytest.raises(FetchFailedError, match=r"longer than its 0\.6 s deadline"):
+        slow.fetch(by_url(f"{server}{path}"))
+    assert time.monotonic() - started < 0.6 + 0.5  # the deadline, and a margin for scheduling
+
+
+def test_the_deadline_leaves_a_whole_batch_inside_the_poll_interval():
+    for interval_ms, batch_size, deadline_s, expected_s in [
+        (10_000, 16, 10.0, 0.3125),
+        (3_000, 4, 10.0, 0.375),
+        (60_000, 1, 10.0, 10.0),
+        (60_000, 2, 0.5, 0.5),
+    ]:
+        settings = IngestSettings(
+            kafka=KafkaSettings(max_poll_interval_ms=interval_ms),
+            batch_size=batch_size,
+            media=MediaSettings(fetch_deadline_s=deadline_s),
+        )
+        assert settings.media.fetch_deadline_s == expected_s
+        assert batch_size * settings.media.fetch_deadline_s <= interval_ms / 1000 / 2
