@@ -12,7 +12,7 @@ import ipaddress
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from services.shared.schemas import BankName, BankPolicy
@@ -40,6 +40,9 @@ class KafkaSettings(BaseSettings):
     # Sets the latency of each hop: the broker answers a fetch after at most this long.
     fetch_max_wait_ms: int = Field(default=10, ge=0)
     request_timeout_ms: int = Field(default=30_000, ge=1_000)
+    # How long producing may block: send() waiting for metadata or buffer space, and the consume
+    # loop's flush waiting for acknowledgements. Past it the batch fails without a commit.
+    produce_timeout_ms: int = Field(default=30_000, ge=1_000)
 
     def client_options(self) -> dict[str, Any]:
         """Connection options shared by kafka-python's producer, consumer and admin client."""
@@ -111,7 +114,12 @@ class MediaSettings(BaseSettings):
     max_media_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     max_pixels: int = Field(default=64_000_000, ge=64 * 64)
     fetch_connect_timeout_s: float = Field(default=3.0, gt=0)
-    fetch_read_timeout_s: float = Field(default=10.0, gt=0)
+    fetch_read_timeout_s: float = Field(default=10.0, gt=0, description="Longest wait for bytes.")
+    fetch_deadline_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="The whole fetch of one upload: attempts, redirects, connections, bytes.",
+    )
     fetch_attempts: int = Field(default=3, ge=1, le=10)
     fetch_max_redirects: int = Field(default=5, ge=0, le=20)
     fetch_allowed_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
@@ -145,6 +153,33 @@ class ServiceSettings(BaseSettings):
     group_id: str
     batch_size: int = Field(ge=1, le=10_000)
     http_port: int = Field(ge=0, le=65535, description="/metrics, /healthz, /readyz; 0 = off.")
+    liveness_timeout_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="/healthz fails when a consume-loop iteration takes longer (unset: derived).",
+    )
+
+    @field_validator("liveness_timeout_s")
+    @classmethod
+    def _outlasts_an_iteration(cls, timeout_s: float | None, info: ValidationInfo) -> float | None:
+        """Refuse a bound a healthy iteration can reach: it would restart working processes."""
+        kafka = info.data.get("kafka")
+        if timeout_s is None or not isinstance(kafka, KafkaSettings):
+            return timeout_s  # derived, or kafka invalid already and reported as such
+        if timeout_s <= _longest_iteration_s(kafka):
+            raise ValueError(
+                "must exceed KAFKA_MAX_POLL_INTERVAL_MS + 2 x KAFKA_PRODUCE_TIMEOUT_MS (in s)"
+            )
+        return timeout_s
+
+    def liveness_bound_s(self) -> float:
+        """The liveness bound: as set, else twice the longest iteration a healthy loop takes."""
+        return self.liveness_timeout_s or 2 * _longest_iteration_s(self.kafka)
+
+
+def _longest_iteration_s(kafka: KafkaSettings) -> float:
+    """A batch inside max_poll_interval_ms, then send() and the flush, each inside the timeout."""
+    return (kafka.max_poll_interval_ms + 2 * kafka.produce_timeout_ms) / 1000
 
 
 class IngestSettings(ServiceSettings):
@@ -156,10 +191,36 @@ class IngestSettings(ServiceSettings):
     # Decoding a 12 MP photo takes tens of ms: keep a batch well inside max_poll_interval_ms.
     batch_size: int = Field(default=16, ge=1, le=10_000)
     http_port: int = Field(default=9101, ge=0, le=65535)
-    media: MediaSettings = Field(default_factory=MediaSettings)
+    media: MediaSettings = Field(default_factory=MediaSettings, validate_default=True)
     embeddings: bool = Field(
         default=True, description="Compute image embeddings (about 12 ms per view on one core)."
     )
+    keypoints: bool = Field(
+        default=True, description="Compute ORB keypoints for geometric verification (a few ms)."
+    )
+
+    @field_validator("media")
+    @classmethod
+    def _fetching_fits_the_poll_interval(
+        cls, media: MediaSettings, info: ValidationInfo
+    ) -> MediaSettings:
+        """The fetch deadline, lowered to one upload's share of half the poll interval.
+
+        kafka-python leaves the group when poll() is not called again within
+        max_poll_interval_ms; the next owner of the partition redoes the whole batch, and a batch
+        that is always too slow (uploads naming an origin that drips bytes) is redone forever.
+        So a batch whose every upload runs into the deadline must still finish in time: fetching
+        gets half the interval, decoding, hashing and producing the other half. Lowering rather
+        than refusing to start keeps every consistent setup (a short interval in development, a
+        long one for slow origins) working; the effective deadline is in every reason it causes.
+        """
+        kafka, batch_size = info.data.get("kafka"), info.data.get("batch_size")
+        if not isinstance(kafka, KafkaSettings) or not isinstance(batch_size, int):
+            return media  # invalid already, and reported as such
+        share = kafka.max_poll_interval_ms / 1000 / 2 / batch_size
+        if media.fetch_deadline_s <= share:
+            return media
+        return media.model_copy(update={"fetch_deadline_s": share})
 
 
 class MatcherSettings(ServiceSettings):
@@ -181,6 +242,15 @@ class MatcherSettings(ServiceSettings):
         default=100_000,
         ge=1,
         description="Registrations held outside the generation before compacting.",
+    )
+    keypoint_candidates: int = Field(
+        default=8,
+        ge=0,
+        le=64,
+        description="Entries nearest by embedding whose keypoints are checked, per upload.",
+    )
+    keypoint_min_cosine: float = Field(
+        default=0.5, ge=0, le=1, description="... if their embedding cosine is at least this."
     )
     snapshot_max_age_s: float = Field(
         default=12 * 3600.0,

@@ -20,7 +20,7 @@ from services.shared.config import KafkaSettings
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, float], None]
-"""Called after every poll with (records behind the end, seconds behind while behind)."""
+"""Called after every poll with (records behind the end, :meth:`TopicFollower.seconds_behind`)."""
 
 
 class TopicFollower:
@@ -37,6 +37,7 @@ class TopicFollower:
         on_progress: Progress | None = None,
         start_offsets: dict[int, int] | None = None,
         after_poll: Callable[[dict[int, int]], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._kafka = kafka
         self._topic = topic
@@ -48,7 +49,9 @@ class TopicFollower:
         self._start_offsets = start_offsets or {}
         self._caught_up = threading.Event()
         self._positions: dict[int, int] = {}
-        self._last_applied_ms = 0
+        self._clock = clock
+        self._in_step_at: float | None = None
+        self._started_at = clock()
         self._thread = threading.Thread(target=self._run, name=f"follow-{topic}", daemon=True)
 
     def start(self) -> TopicFollower:
@@ -60,6 +63,16 @@ class TopicFollower:
     def caught_up(self) -> bool:
         """Whether the replay has reached the end of the topic once."""
         return self._caught_up.is_set()
+
+    def seconds_behind(self) -> float:
+        """Seconds since the applied state last held everything on the topic.
+
+        Computed when asked, from the last poll that ended level with the end of every
+        partition: a follower that stops polling, or never catches up, falls further behind
+        while nobody is looking. Before the first such poll, it counts from the start.
+        """
+        since = self._started_at if self._in_step_at is None else self._in_step_at
+        return max(0.0, self._clock() - since)
 
     def positions(self) -> dict[int, int]:
         """The next offset to apply, per partition."""
@@ -101,13 +114,18 @@ class TopicFollower:
                 consumer.seek_to_beginning(tp)
         replay_end = consumer.end_offsets(partitions)
         while not self._stop.is_set():
+            # Taken before the poll: what it fetches is on the topic by then at the latest.
+            polled_at = self._clock()
             batches = consumer.poll(timeout_ms=200)
             for tp in sorted(batches):
                 for record in batches[tp]:
                     self._apply(record)
-                    self._last_applied_ms = max(self._last_applied_ms, record.timestamp)
             self._positions = {tp.partition: consumer.position(tp) for tp in partitions}
-            self._report(consumer, partitions)
+            behind = self._behind(consumer, partitions)
+            if behind == 0:
+                self._in_step_at = polled_at
+            if self._on_progress is not None:
+                self._on_progress(behind or 0, self.seconds_behind())
             if self._after_poll is not None:
                 self._after_poll(dict(self._positions))
             # An empty poll at or past the end seen at start: the replay is complete. (Some
@@ -127,17 +145,15 @@ class TopicFollower:
             self._stop.wait(1.0)
         return []
 
-    def _report(self, consumer: KafkaConsumer, partitions: list[TopicPartition]) -> None:
-        if self._on_progress is None:
-            return
+    def _behind(self, consumer: KafkaConsumer, partitions: list[TopicPartition]) -> int | None:
+        """Records between the positions and the high watermarks; None until all are known."""
         behind = 0
         for tp in partitions:
             highwater = consumer.highwater(tp)
-            if highwater is not None:
-                behind += max(0, highwater - self._positions[tp.partition])
-        # Like a replica's "seconds behind": the age of the newest record applied, while behind.
-        age = time.time() - self._last_applied_ms / 1000 if self._last_applied_ms else 0.0
-        self._on_progress(behind, max(0.0, age) if behind else 0.0)
+            if highwater is None:
+                return None
+            behind += max(0, highwater - self._positions[tp.partition])
+        return behind
 
 
 def replay(kafka: KafkaSettings, topic: str, apply: Callable[[ConsumerRecord], None]) -> None:

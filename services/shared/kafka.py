@@ -4,7 +4,8 @@ Offsets are committed by hand, only after every record a batch produced has been
 the broker, so a crash at any point means the batch is read again (at-least-once; repeated outputs
 carry the same CloudEvent id). A record that can never be processed goes to the service's
 dead-letter topic with the reason in its headers; anything unexpected stops the loop without a
-commit. SIGTERM lets the current batch finish, flush and commit before the clients close.
+commit, and so does a flush the brokers do not acknowledge in time. SIGTERM lets the current batch
+finish, flush and commit before the clients close.
 """
 
 from __future__ import annotations
@@ -16,14 +17,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import CommitFailedError
-from kafka.structs import OffsetAndMetadata
 
 from services.shared.config import KafkaSettings
 from services.shared.errors import PoisonError
-from services.shared.metrics import Health, ServiceMetrics
+from services.shared.health import Health
+from services.shared.metrics import ServiceMetrics
+from services.shared.partitions import PendingOffsets, Probe, Rebalance
 from services.shared.schemas import CloudEvent, DataT, encode, now, parse_event
 
 log = logging.getLogger(__name__)
@@ -80,12 +82,12 @@ def dead_letter(record: ConsumerRecord, error: PoisonError, topic: str, service:
     return Outgoing(topic, record.key, record.value, "dlq", headers)
 
 
-def make_consumer(
-    kafka: KafkaSettings, group_id: str, topics: Sequence[str], batch_size: int
-) -> KafkaConsumer:
-    """A group consumer with manual commits, reading from the start when the group is new."""
+def make_consumer(kafka: KafkaSettings, group_id: str, batch_size: int) -> KafkaConsumer:
+    """A group consumer with manual commits, reading from the start when the group is new.
+
+    The :class:`ConsumeLoop` subscribes it, with its rebalance listener.
+    """
     return KafkaConsumer(
-        *topics,
         group_id=group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -99,11 +101,13 @@ def make_consumer(
 
 
 def make_producer(kafka: KafkaSettings) -> KafkaProducer:
-    """An idempotent producer that waits for all in-sync replicas."""
+    """An idempotent producer that waits for all in-sync replicas, and not forever to send."""
     return KafkaProducer(
         acks="all",
         enable_idempotence=True,
         linger_ms=1,
+        # send() may wait this long for metadata or buffer space; the loop's flush waits as long.
+        max_block_ms=kafka.produce_timeout_ms,
         max_request_size=8 * 1024 * 1024,
         **kafka.client_options(),
     )
@@ -119,40 +123,48 @@ class ConsumeLoop(Generic[DataT]):
         consumer: KafkaConsumer,
         producer: KafkaProducer,
         processor: Processor[DataT],
+        topics: Sequence[str],
         dlq_topic: str,
         metrics: ServiceMetrics,
         health: Health,
         stop: threading.Event,
+        flush_timeout_s: float,
     ) -> None:
         self._service = service
         self._consumer = consumer
         self._producer = producer
         self._processor = processor
+        self._topics = list(topics)
         self._dlq_topic = dlq_topic
         self._metrics = metrics
         self._health = health
         self._stop = stop
-        self._uncommitted: dict[TopicPartition, OffsetAndMetadata] = {}
+        self._flush_timeout_s = flush_timeout_s
+        self._pending = PendingOffsets()
+        self._probe = Probe(consumer, self._topics, metrics, health)
 
     def run(self) -> None:
         """Poll, process, produce, flush and commit until the stop event is set."""
+        self._consumer.subscribe(
+            self._topics, listener=Rebalance(self._consumer, self._pending, self._probe)
+        )
+        self._health.running()
         try:
             while not self._stop.is_set():
+                self._probe.maybe()
                 records = self._poll()
                 if records:
                     started = time.perf_counter()
                     self._produce(self._handle(records))
                     self._commit(records)
                     self._metrics.batch_seconds.observe(time.perf_counter() - started)
+                self._health.beat()
         finally:
-            self._health.set_ready(False, "stopping")
+            self._health.stopping()
             self._close()
 
     def _poll(self) -> list[ConsumerRecord]:
         batches = self._consumer.poll(timeout_ms=100)
-        assigned = self._consumer.assignment()
-        self._health.set_ready(bool(assigned), "" if assigned else "no partitions assigned")
-        self._report_lag(assigned)
         return [record for tp in sorted(batches) for record in batches[tp]]
 
     def _handle(self, records: list[ConsumerRecord]) -> list[Outgoing]:
@@ -210,7 +222,9 @@ class ConsumeLoop(Generic[DataT]):
             self._producer.send(out.topic, key=out.key, value=out.value, headers=list(out.headers))
             for out in outgoing
         ]
-        self._producer.flush()
+        # Raises KafkaTimeoutError when the brokers do not acknowledge in time: the loop stops
+        # without committing (the batch is read again after a restart) instead of hanging.
+        self._producer.flush(timeout=self._flush_timeout_s)
         for future in futures:
             if future.failed():
                 raise future.exception
@@ -218,44 +232,17 @@ class ConsumeLoop(Generic[DataT]):
             self._metrics.produced.labels(out.kind).inc()
 
     def _commit(self, records: list[ConsumerRecord]) -> None:
-        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-        for record in records:
-            offsets[TopicPartition(record.topic, record.partition)] = OffsetAndMetadata(
-                record.offset + 1, "", -1
-            )
         # Asynchronous: the outputs are already acknowledged, so waiting for the commit's own
         # round trip would only slow the next batch. If the process dies before it lands, the
         # batch is read again (at-least-once); a clean stop commits synchronously at the end.
-        self._uncommitted.update(offsets)
-        self._consumer.commit_async(dict(self._uncommitted), callback=self._committed)
-
-    def _committed(self, offsets: dict[TopicPartition, OffsetAndMetadata], result: Any) -> None:
-        if isinstance(result, Exception):
-            # A rebalance, say: the new owner reads these records again, and the outputs already
-            # produced repeat with the same ids. At-least-once, by design.
-            log.warning(
-                "commit failed; the records will be redelivered",
-                extra={"fields": {"error": type(result).__name__}},
-            )
-            return
-        for tp, committed in offsets.items():
-            if self._uncommitted.get(tp) == committed:
-                del self._uncommitted[tp]
-
-    def _report_lag(self, assigned: set[TopicPartition]) -> None:
-        for tp in assigned:
-            highwater = self._consumer.highwater(tp)
-            if highwater is not None:
-                position = self._consumer.position(tp)
-                self._metrics.consumer_lag.labels(str(tp.partition)).set(
-                    max(0, highwater - position)
-                )
+        offsets = self._pending.advance(records)
+        self._consumer.commit_async(offsets, callback=self._pending.on_commit)
 
     def _close(self) -> None:
         try:
             self._producer.flush(timeout=10)
-            if self._uncommitted:
-                self._consumer.commit(dict(self._uncommitted))
+            if offsets := self._pending.take():
+                self._consumer.commit(offsets)
         except CommitFailedError:
             log.warning("final commit failed after a rebalance; the records will be redelivered")
         finally:

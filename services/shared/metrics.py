@@ -1,20 +1,22 @@
-"""Prometheus metrics, one container per service, and the HTTP endpoint that serves them.
+"""Prometheus metrics, one container per service (served by :mod:`services.shared.health`).
 
-Names follow ``eraser_<service>_<noun>_<unit>``. Label values come from small fixed sets (outcome,
-stage, signal, error class, bank); ids and hashes never become labels. Every known label value is
-initialised at start, so a dashboard sees zeros rather than missing series.
+Names follow ``eraser_<service>_<noun>_<unit>``, and every series also carries ``service``, so alert
+rules can group by service whatever the scrape job is called. Label values come from small fixed
+sets (outcome, stage, signal, error class, bank, partition); ids and hashes never become labels.
+Every known label value is initialised at start, so a dashboard sees zeros, not missing series.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterable
-from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from collections.abc import Callable, Iterable, Iterator
+from typing import get_args
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from services.shared import errors
+from services.shared.schemas import Signal
 
 # Latency buckets from 1 ms to 10 s: the interesting range for per-upload work.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -28,6 +30,8 @@ DEAD_LETTER_REASONS = tuple(
         errors.FetchFailedError,
     )
 )
+VERDICTS = ("clean", "match", "error")
+SIGNALS: tuple[str, ...] = get_args(Signal)
 
 
 class ServiceMetrics:
@@ -35,6 +39,9 @@ class ServiceMetrics:
 
     def __init__(self, service: str, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        # What /metrics serves: every series of the registry, labelled with the service.
+        self.exported = CollectorRegistry()
+        self.exported.register(_ServiceLabel(self.registry, service))
         prefix = f"eraser_{service}"
         self.consumed = Counter(
             f"{prefix}_events_consumed",
@@ -69,8 +76,8 @@ class ServiceMetrics:
         )
         self.consumer_lag = Gauge(
             f"{prefix}_consumer_lag_messages",
-            "Messages behind the end of each assigned input partition.",
-            ["partition"],
+            "Messages behind the end of each input partition this process holds.",
+            ["topic", "partition"],
             registry=self.registry,
         )
         _initialise(self.consumed, ["ok", "dead_lettered"])
@@ -85,53 +92,17 @@ class ServiceMetrics:
         _initialise(self.produced, kinds)
 
 
-class Health:
-    """Liveness and readiness, set by the service and read by the HTTP endpoint."""
+def verdicts_counter(service: str, registry: CollectorRegistry) -> Counter:
+    """``eraser_<service>_verdicts_total{verdict}``, counted wherever verdicts are issued.
 
-    def __init__(self) -> None:
-        self._ready = threading.Event()
-        self._why_not = "starting"
-
-    def set_ready(self, ready: bool, why_not: str = "") -> None:
-        """Mark the service ready, or not ready with a reason."""
-        self._why_not = why_not
-        if ready:
-            self._ready.set()
-        else:
-            self._ready.clear()
-
-    def readiness(self) -> tuple[bool, str]:
-        """Whether the service is ready, and if not, why."""
-        return self._ready.is_set(), self._why_not
-
-
-def serve(port: int, registry: CollectorRegistry, health: Health) -> WSGIServer | None:
-    """Serve /metrics, /healthz and /readyz on ``port`` in a daemon thread (0 = do not serve)."""
-    if port == 0:
-        return None
-    metrics_app = make_wsgi_app(registry)
-
-    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-        path = environ.get("PATH_INFO", "")
-        if path == "/healthz":
-            return _plain(start_response, "200 OK", "ok")
-        if path == "/readyz":
-            ready, why_not = health.readiness()
-            return _plain(
-                start_response,
-                "200 OK" if ready else "503 Service Unavailable",
-                "ready" if ready else why_not,
-            )
-        return list(metrics_app(environ, start_response))
-
-    server = make_server("0.0.0.0", port, app, handler_class=_QuietHandler)
-    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
-    return server
-
-
-def _plain(start_response: Callable[..., Any], status: str, body: str) -> list[bytes]:
-    start_response(status, [("Content-Type", "text/plain; charset=utf-8")])
-    return [body.encode()]
+    The matcher issues every kind; ingest issues ``error`` verdicts for uploads it cannot scan.
+    Summed over both, it is one verdict per upload.
+    """
+    counter = Counter(
+        f"eraser_{service}_verdicts", "Verdicts issued, by kind.", ["verdict"], registry=registry
+    )
+    _initialise(counter, VERDICTS)
+    return counter
 
 
 def _initialise(metric: Counter | Gauge | Histogram, values: Iterable[str]) -> None:
@@ -139,11 +110,21 @@ def _initialise(metric: Counter | Gauge | Histogram, values: Iterable[str]) -> N
         metric.labels(value)
 
 
-class _QuietHandler(WSGIRequestHandler):
-    """Scrapes arrive every few seconds; they are not worth a log line each."""
+class _ServiceLabel(Collector):
+    """Adds ``service`` to every sample of a registry: rules need not rely on scrape job names."""
 
-    def log_message(self, format: str, *args: Any) -> None:
-        return None
+    def __init__(self, source: CollectorRegistry, service: str) -> None:
+        self._source = source
+        self._service = service
+
+    def collect(self) -> Iterator[Metric]:
+        """The source's metrics, each sample with ``service`` added."""
+        for family in self._source.collect():
+            family.samples = [
+                sample._replace(labels={**sample.labels, "service": self._service})
+                for sample in family.samples
+            ]
+            yield family
 
 
 class IngestMetrics(ServiceMetrics):
@@ -163,6 +144,7 @@ class IngestMetrics(ServiceMetrics):
             ["kind"],
             registry=self.registry,
         )
+        self.verdicts = verdicts_counter("ingest", self.registry)
         self.init_stages(["fetch", "decode", "hash"])
         self.init_produced(["hashes", "verdict", "dlq"])
         _initialise(self.fetched_bytes, ["inline", "file", "http"])
@@ -174,12 +156,7 @@ class MatcherMetrics(ServiceMetrics):
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         super().__init__("matcher", registry)
-        self.verdicts = Counter(
-            "eraser_matcher_verdicts",
-            "Verdicts issued, by kind.",
-            ["verdict"],
-            registry=self.registry,
-        )
+        self.verdicts = verdicts_counter("matcher", self.registry)
         self.matches = Counter(
             "eraser_matcher_matches",
             "Matches found, by bank and signal.",
@@ -209,16 +186,25 @@ class MatcherMetrics(ServiceMetrics):
             "Registry records not yet applied to the index.",
             registry=self.registry,
         )
-        self.registry_lag_seconds = Gauge(
-            "eraser_matcher_registry_lag_seconds",
-            "While behind the registry topic, the age of the newest record applied; else 0.",
+        self.index_behind_seconds = Gauge(
+            "eraser_matcher_index_behind_seconds",
+            "Seconds since the index last held everything on the registry topic (at scrape time).",
             registry=self.registry,
         )
-        self.init_stages(["search"])
+        self.init_stages(["search", "verify"])
         self.init_produced(["verdict", "dlq"])
-        _initialise(self.verdicts, ["clean", "match", "error"])
-        _initialise(self.index_entries, ["pdq", "sha256", "md5", "embedding"])
+        _initialise(self.index_entries, SIGNALS)
         _initialise(self.registry_records, ["registered", "withdrawn", "rejected"])
+
+    def init_matches(self, banks: Iterable[str]) -> None:
+        """Create the per-bank, per-signal match series up front."""
+        for bank in banks:
+            for signal in SIGNALS:
+                self.matches.labels(bank, signal)
+
+    def follow_index(self, seconds_behind: Callable[[], float]) -> None:
+        """Compute the index's seconds behind the registry at each scrape, so it cannot freeze."""
+        self.index_behind_seconds.set_function(seconds_behind)
 
 
 class ActionsMetrics(ServiceMetrics):

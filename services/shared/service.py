@@ -18,8 +18,9 @@ from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
 from services.shared.config import ServiceSettings
+from services.shared.health import Check, Health, serve
 from services.shared.kafka import ConsumeLoop, Processor, make_consumer, make_producer
-from services.shared.metrics import Health, ServiceMetrics, serve
+from services.shared.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
@@ -61,28 +62,33 @@ def run_service(
     input_topics: Sequence[str],
     dlq_topic: str,
     stop: threading.Event,
-    health: Health | None = None,
+    ready_when: Sequence[Check] = (),
     before_consuming: Callable[[], bool] | None = None,
 ) -> int:
-    """Run ``processor`` until stopped; the process exit code."""
+    """Run ``processor`` until stopped; the process exit code.
+
+    Readiness needs the loop running, the brokers answering, and each of ``ready_when``.
+    """
     # One FAISS thread per process: OpenMP threads on shared cores cost far more than they give.
     faiss.omp_set_num_threads(1)
-    health = health or Health()
-    server = serve(settings.http_port, metrics.registry, health)
+    health = Health(liveness_timeout_s=settings.liveness_bound_s())
+    for why_not, check in ready_when:
+        health.require(why_not, check)
+    server = serve(settings.http_port, metrics.exported, health)
     try:
         if before_consuming is not None and not before_consuming():
             return 0 if stop.is_set() else 1
         loop = ConsumeLoop(
             service=service,
-            consumer=make_consumer(
-                settings.kafka, settings.group_id, input_topics, settings.batch_size
-            ),
+            consumer=make_consumer(settings.kafka, settings.group_id, settings.batch_size),
             producer=make_producer(settings.kafka),
             processor=processor,
+            topics=input_topics,
             dlq_topic=dlq_topic,
             metrics=metrics,
             health=health,
             stop=stop,
+            flush_timeout_s=settings.kafka.produce_timeout_ms / 1000,
         )
         log.info(
             "consuming",
