@@ -21,7 +21,7 @@ from pathlib import Path
 from PIL import Image, ImageOps
 
 from services.admin.publishing import Publisher
-from services.ingest.embedding import Embedder
+from services.ingest.signals import SignalModels
 from services.pipeline import Pipeline
 from services.registrar import hash_file
 from services.samples import photo_bytes as photo
@@ -151,9 +151,9 @@ def _register(
     kafka: KafkaSettings, topics: TopicSettings, out: Callable[[str], None]
 ) -> dict[str, str]:
     publisher = Publisher(kafka, topics)
-    embedder = Embedder()
+    models = SignalModels.load()
     registrations = [
-        hash_file(photo(name), "demo", quality_floor=50, embedder=embedder).registration
+        hash_file(photo(name), "demo", quality_floor=50, models=models).registration
         for name in PROTECTED
     ]
     publisher.register(registrations)

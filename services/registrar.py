@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.ingest.decoding import decode
-from services.ingest.embedding import Embedder
 from services.ingest.hashing import digests
-from services.ingest.signals import DECODE_SIDE, reference_signals
+from services.ingest.signals import DECODE_SIDE, SignalModels, reference_signals
+from services.shared.keypoints import keypoints_to_text
 from services.shared.schemas import EntryRegistered, Signals, embedding_to_text
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
@@ -48,7 +48,7 @@ def hash_file(
     bank: str,
     quality_floor: int,
     labels: dict[str, str] | None = None,
-    embedder: Embedder | None = None,
+    models: SignalModels | None = None,
 ) -> Hashed:
     """The registration for one image's bytes.
 
@@ -61,7 +61,9 @@ def hash_file(
         MediaUndecodableError: the bytes are not a decodable image.
     """
     files = digests(data)
-    signals = reference_signals(decode(data, _MAX_PIXELS, DECODE_SIDE).pixels, embedder)
+    signals = reference_signals(
+        decode(data, _MAX_PIXELS, DECODE_SIDE).pixels, models or SignalModels()
+    )
     keep = [
         code
         for code, quality in zip(signals.pdq, signals.pdq_quality, strict=True)
@@ -75,6 +77,7 @@ def hash_file(
             sha256=files.sha256,
             md5=files.md5,
             embedding=[embedding_to_text(vector) for vector in signals.embeddings],
+            keypoints=keypoints_to_text(signals.keypoints) if signals.keypoints else None,
         ),
         labels=labels or {},
     )

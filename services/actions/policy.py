@@ -1,10 +1,11 @@
 """Bank policy: what to do about a match verdict, entry by entry.
 
 For each matched entry the strongest signal counts: an exact digest (SHA-256, MD5) beats PDQ, PDQ
-beats the embedding, and the smallest distance wins. Exact matches, PDQ matches at or under the
-bank's auto threshold, and matches where PDQ and the embedding agree get the bank's action; a
-weaker PDQ match, or the embedding alone, goes to human review. A match in a negative
-bank (known false positives, such as a stock photo) means no action at all for that upload.
+beats keypoints, keypoints beat the embedding, and the smallest distance wins. Exact matches, PDQ
+matches at or under the bank's auto threshold, and matches where two signals agree (PDQ and the
+embedding, or keypoints and either) get the bank's action; a weaker PDQ match, keypoints alone,
+or the embedding alone, goes to human review. A match in a negative bank (known false positives,
+such as a stock photo) means no action at all for that upload.
 """
 
 from __future__ import annotations
@@ -51,8 +52,9 @@ def strongest_per_entry(matches: list[Match]) -> list[Match]:
     return [best[key] for key in sorted(best)]
 
 
-def _strength(match: Match) -> tuple[bool, bool, int]:
-    return match.signal in _EXACT, match.signal == "pdq", -match.distance
+def _strength(match: Match) -> tuple[bool, bool, bool, int]:
+    signal = match.signal
+    return signal in _EXACT, signal == "pdq", signal == "keypoints", -match.distance
 
 
 def _action(
@@ -70,9 +72,15 @@ def _action(
     elif {"pdq", "embedding"} <= signals:
         action = policy.action
         reason = f"pdq (distance {match.distance}) and embedding agree"
+    elif "keypoints" in signals and signals & {"pdq", "embedding"}:
+        action = policy.action
+        reason = f"keypoints and {' and '.join(sorted(signals - {'keypoints'}))} agree"
     elif match.signal == "pdq":
         action = "review"
         reason = f"pdq distance {match.distance} > auto threshold {policy.auto_threshold}"
+    elif match.signal == "keypoints":
+        action = "review"
+        reason = f"{256 - match.distance} keypoints agree, no other signal: needs a person"
     else:
         action = "review"
         reason = "embedding alone: needs a person to confirm"

@@ -15,7 +15,7 @@ from services.admin.export import registry_records
 from services.admin.operations import Admin
 from services.admin.publishing import Publisher
 from services.admin.view import RegistryView
-from services.ingest.embedding import Embedder
+from services.ingest.signals import SignalModels
 from services.shared import logging as eraser_logging
 from services.shared.banks import BankBook
 from services.shared.config import AdminSettings
@@ -50,7 +50,7 @@ def main() -> int:
         tokens=settings.tokens,
         ready=lambda: all(f.caught_up for f in followers) and not failures,
         max_image_bytes=settings.max_image_bytes,
-        embedder=Embedder(),
+        models=SignalModels.load(),
     )
     try:
         uvicorn.run(create_app(context), host="0.0.0.0", port=settings.http_port, log_config=None)

@@ -24,7 +24,7 @@ from services.admin.operations import Admin, ImportRejected
 from services.admin.progress import Progress
 from services.admin.publishing import Publisher
 from services.admin.state import bank_book, registry, replay_existing
-from services.ingest.embedding import Embedder
+from services.ingest.signals import SignalModels
 from services.registrar import hash_file, image_paths
 from services.shared.config import KafkaSettings, TopicSettings
 from services.shared.errors import PoisonError
@@ -96,12 +96,12 @@ def _hash_files(
     paths: list[Path], bank: str, floor: int, labels: dict[str, str], progress: Progress | None
 ) -> tuple[list[tuple[Path, EntryRegistered]], int]:
     """The registrations of the files that could be hashed, and how many could not."""
-    embedder = Embedder()
+    models = SignalModels.load()
     note = progress.note if progress else functools.partial(print, file=sys.stderr)
     registered, failed = [], 0
     for path in paths:
         try:
-            hashed = hash_file(path.read_bytes(), bank, floor, labels, embedder)
+            hashed = hash_file(path.read_bytes(), bank, floor, labels, models)
         except (OSError, PoisonError) as error:
             reason = error.reason if isinstance(error, PoisonError) else type(error).__name__
             note(f"error\t{path}\t{reason}")

@@ -20,7 +20,7 @@ from services.admin.audit import AuditTail
 from services.admin.export import RecordSource
 from services.admin.operations import Admin
 from services.admin.view import RegistryView
-from services.ingest.embedding import Embedder
+from services.ingest.signals import SignalModels
 from services.shared.banks import BankBook
 
 
@@ -36,7 +36,7 @@ class AdminContext:
     tokens: dict[str, SecretStr]
     ready: Callable[[], bool]
     max_image_bytes: int
-    embedder: Embedder | None = None
+    models: SignalModels | None = None
 
 
 _bearer = HTTPBearer(auto_error=False)

@@ -101,7 +101,7 @@ def _register_image(
 ) -> Registered:
     floor = context.banks.for_bank(bank).quality_floor
     try:
-        hashed = hash_file(data, bank, floor, embedder=context.embedder)
+        hashed = hash_file(data, bank, floor, models=context.models)
     except PoisonError as error:
         raise HTTPException(422, error.reason) from None
     finally:

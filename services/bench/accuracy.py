@@ -1,10 +1,11 @@
 """``eraser bench accuracy``: recall and precision on real photographs, per edit class.
 
 Originals are registered with the registrar's code (``hash_file``); every upload is decoded and
-scanned with ingest's code (``decode``, ``image_signals``, ``digests``). Two evaluations follow:
+scanned with ingest's code (``corpus.py``). Two evaluations follow:
 
-- each idea alone, vectorised over all uploads and originals (distance and cosine matrices), to
-  measure what each signal adds;
+- each idea alone, vectorised over all uploads and originals (distance, cosine and agreeing
+  keypoint matrices; keypoints checked, as in the matcher, for each upload's shortlist: the
+  originals nearest by embedding), to measure what each signal adds;
 - the final configuration through the matcher's own code, in process (``Registry`` and
   ``MatcherProcessor.process``: the same search and bank rules as the service; no broker).
 
@@ -15,162 +16,22 @@ edited copy, so it is not fitted to the data it is reported on.
 
 from __future__ import annotations
 
-import io
 import json
-import multiprocessing
-import random
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from services.bench import dataset
-from services.bench.edits import variants
-from services.ingest.decoding import decode
-from services.ingest.hashing import digests
-from services.ingest.signals import DECODE_SIDE, image_signals
-from services.registrar import hash_file
-from services.shared.schemas import (
-    EntryRegistered,
-    MediaHashed,
-    embedding_to_text,
-    new_event,
-    now,
-)
+from services.bench.corpus import BANK, Corpus, Upload, build, scan
+from services.shared.keypoints import keypoints_from_text
+from services.shared.schemas import BankPolicy, MediaHashed, embedding_to_text, new_event, now
 
-ORIGINALS = 80
-MIN_DISTRACTORS = 2000
 PDQ_THRESHOLD = 31
 MARGIN = 0.02
-BANK = "bench"
-
-
-@dataclass
-class Upload:
-    """One scanned upload: what it is, and its signals."""
-
-    edit_class: str  # "distractor" for unrelated photos
-    name: str
-    original: int  # -1 for distractors
-    derived: bool = False
-    pdq: list[str] = field(default_factory=list)
-    quality: int = 0
-    embeddings: np.ndarray | None = None
-    sha256: str = ""
-    md5: str = ""
-
-
-@dataclass
-class Corpus:
-    """Originals, uploads and their bytes."""
-
-    originals: list[bytes]
-    uploads: list[Upload]
-    data: list[bytes]
-    distractor_photos: int = 0
-    derived: int = 0
-    registrations: list[EntryRegistered] = field(default_factory=list)
-
-
-def _jpeg(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=95)
-    return buffer.getvalue()
-
-
-def _tiles(image: Image.Image) -> list[Image.Image]:
-    """Non-overlapping tiles of a distractor photograph (2x2, 3x3, 4x4 grids, >= 160 px)."""
-    out = []
-    for grid in (2, 3, 4):
-        w, h = image.width // grid, image.height // grid
-        if min(w, h) < 160:
-            break
-        out += [
-            image.crop((x * w, y * h, (x + 1) * w, (y + 1) * h))
-            for y in range(grid)
-            for x in range(grid)
-        ]
-    return out
-
-
-def build(cache: Path, seed: int = 2026) -> Corpus:
-    """Pick originals, make edited copies, gather distractors (topped up with derived tiles)."""
-    photos = dataset.prepare(cache)
-    rng = random.Random(seed)
-    rng.shuffle(photos)
-    originals = [Image.open(p.path).convert("RGB") for p in photos[:ORIGINALS]]
-    corpus = Corpus(originals=[_jpeg(im) for im in originals], uploads=[], data=[])
-    for index, image in enumerate(originals):
-        for variant in variants():
-            corpus.uploads.append(Upload(variant.edit_class, variant.name, index))
-            corpus.data.append(variant.apply(image))
-    others = [Image.open(p.path).convert("RGB") for p in photos[ORIGINALS:]]
-    for image in others:
-        corpus.uploads.append(Upload("distractor", "photo", -1))
-        corpus.data.append(_jpeg(image))
-    corpus.distractor_photos = len(others)
-    tiles = [tile for image in others for tile in _tiles(image)]
-    rng.shuffle(tiles)
-    for tile in tiles[: max(0, MIN_DISTRACTORS - len(others))]:
-        corpus.uploads.append(Upload("distractor", "tile", -1, derived=True))
-        corpus.data.append(_jpeg(tile))
-        corpus.derived += 1
-    return corpus
-
-
-_EMBEDDER: Any = None
-
-
-def _embedder() -> Any:
-    global _EMBEDDER
-    if _EMBEDDER is None:
-        from services.ingest.embedding import Embedder
-
-        _EMBEDDER = Embedder()
-    return _EMBEDDER
-
-
-def _register(item: tuple[int, bytes]) -> EntryRegistered:
-    index, data = item
-    return hash_file(data, BANK, 50, {"original": str(index)}, _embedder()).registration
-
-
-def _scan(data: bytes) -> tuple[list[str], int, np.ndarray, str, str, dict[str, float]]:
-    """Ingest's signals of one upload, and how many milliseconds each step took."""
-    started = time.perf_counter()
-    pixels = decode(data, 200_000_000, DECODE_SIDE).pixels
-    timings = {"decode": (time.perf_counter() - started) * 1000}
-    signals = image_signals(pixels, _embedder(), timings)
-    files = digests(data)
-    return (
-        list(signals.pdq),
-        signals.pdq_quality,
-        signals.embeddings,
-        files.sha256,
-        files.md5,
-        timings,
-    )
-
-
-def scan(corpus: Corpus, workers: int) -> dict[str, float]:
-    """Register the originals and scan every upload with ``workers`` processes; mean timings."""
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        corpus.registrations = pool.map(_register, list(enumerate(corpus.originals)), chunksize=4)
-        scanned = pool.map(_scan, corpus.data, chunksize=16)
-    totals: dict[str, list[float]] = defaultdict(list)
-    for upload, (pdq, quality, embeddings, sha256, md5, timings) in zip(
-        corpus.uploads, scanned, strict=True
-    ):
-        upload.pdq, upload.quality, upload.embeddings = pdq, quality, embeddings
-        upload.sha256, upload.md5 = sha256, md5
-        for step, ms in timings.items():
-            totals[step].append(ms)
-    return {step: float(np.mean(values)) for step, values in totals.items()}
 
 
 # Each idea alone, vectorised.
@@ -182,19 +43,19 @@ class Idea:
 
     name: str
     content_views: bool  # upload: PDQ (and embeddings) of the content without added borders
-    crops: bool  # registration: PDQ and embeddings of reference crops
+    crops: bool  # registration: PDQ of reference crops
     embedding: bool
-    rotations: bool = False  # registration: embeddings of small rotations
     agreement: bool = False  # PDQ and embedding both nearly close enough
+    keypoints: bool = False  # keypoints of the shortlisted originals agree
 
 
 IDEAS = (
     Idea("PDQ, rotations/flips at query time", False, False, False),
     Idea("+ PDQ of the upload without added borders", True, False, False),
     Idea("+ PDQ of registered crops", True, True, False),
-    Idea("+ image embedding (whole, content, crops)", True, True, True),
-    Idea("+ embeddings of small rotations at registration", True, True, True, True),
-    Idea("+ two weaker signals agreeing", True, True, True, True, True),
+    Idea("+ image embedding (the image, and the upload's content views)", True, True, True),
+    Idea("+ two weaker signals agreeing", True, True, True, True),
+    Idea("+ keypoints agreeing (shortlist by embedding)", True, True, True, True, True),
 )
 
 
@@ -222,13 +83,9 @@ def pdq_distances(corpus: Corpus, idea: Idea) -> np.ndarray:
 
 def cosines(corpus: Corpus, idea: Idea) -> np.ndarray:
     """Largest embedding cosine from each upload to each original (uploads x originals)."""
-    from services.matcher.registry import embeddings_of
+    from services.matcher.delta import embeddings_of
 
-    crops = 8  # whole + 7 crops come first; the rotations after them
     references = [embeddings_of(r.signals.embedding) for r in corpus.registrations]
-    references = [
-        r[: (len(r) if idea.rotations else crops) if idea.crops else 1] for r in references
-    ]
     matrix = np.concatenate(references)
     owner = np.repeat(np.arange(len(references)), [len(r) for r in references])
     out = np.full((len(corpus.uploads), len(references)), -1.0, dtype=np.float32)
@@ -236,6 +93,28 @@ def cosines(corpus: Corpus, idea: Idea) -> np.ndarray:
         assert upload.embeddings is not None
         views = upload.embeddings if idea.content_views else upload.embeddings[:1]
         np.maximum.at(out[row], owner, (views @ matrix.T).max(axis=0))
+    return out
+
+
+def agreeing(corpus: Corpus, cos: np.ndarray) -> np.ndarray:
+    """Keypoints agreeing between each upload and its shortlisted originals (else 0)."""
+    from services.matcher.handler import Shortlist
+    from services.matcher.verification import agreeing_keypoints
+
+    shortlist = Shortlist()
+    references = [
+        keypoints_from_text(r.signals.keypoints) if r.signals.keypoints else None
+        for r in corpus.registrations
+    ]
+    out = np.zeros(cos.shape, dtype=np.int32)
+    for row, upload in enumerate(corpus.uploads):
+        if upload.keypoints is None:
+            continue
+        keypoints = keypoints_from_text(upload.keypoints)
+        for original in np.argsort(-cos[row])[: shortlist.entries]:
+            reference = references[original]
+            if cos[row, original] >= shortlist.min_cosine and reference is not None:
+                out[row, original] = agreeing_keypoints(keypoints, reference)
     return out
 
 
@@ -251,6 +130,7 @@ class Outcome:
     false_positives: int
     distractor_false_positives: int
     distractor_comparisons: int
+    false_positive_pairs: list[str]
 
 
 def embedding_threshold(cos: np.ndarray, calibration: np.ndarray) -> float:
@@ -270,11 +150,18 @@ def evaluate_idea(corpus: Corpus, idea: Idea, calibration: np.ndarray) -> Outcom
         matched |= cos >= threshold
         if idea.agreement:
             matched |= (cos >= 0.80) & (pdq <= 64) & quality
+        if idea.keypoints:
+            matched |= agreeing(corpus, cos) >= BankPolicy().keypoint_threshold
     return score(corpus, idea.name, matched, threshold, calibration)
 
 
 def score(
-    corpus: Corpus, name: str, matched: np.ndarray, threshold: float | None, calibration: np.ndarray
+    corpus: Corpus,
+    name: str,
+    matched: np.ndarray,
+    threshold: float | None,
+    calibration: np.ndarray,
+    signals: dict[tuple[int, int], set[str]] | None = None,
 ) -> Outcome:
     """Recall per class, and precision on the edited copies and the test distractors."""
     originals = np.array([u.original for u in corpus.uploads])
@@ -289,7 +176,17 @@ def score(
         if upload.original >= 0:
             by_class[upload.edit_class].append(bool(hit))
     true_positives = int(hits.sum())
+    counted = copies | test
+    wrong_pairs = [
+        (int(row), int(original))
+        for row, original in zip(*np.nonzero(matched), strict=True)
+        if counted[row] and originals[row] != original
+    ]
     return Outcome(
+        false_positive_pairs=[
+            _described(corpus.uploads[row], original, (signals or {}).get((row, original), set()))
+            for row, original in wrong_pairs
+        ],
         name=name,
         embedding_threshold=threshold,
         recall_by_class={k: float(np.mean(v)) for k, v in by_class.items()},
@@ -322,6 +219,7 @@ def evaluate_pipeline(corpus: Corpus, threshold: float, calibration: np.ndarray)
         TopicSettings(), BankBook(PolicySettings(banks={BANK: policy})), registry, MatcherMetrics()
     )
     matched = np.zeros((len(corpus.uploads), len(corpus.originals)), dtype=bool)
+    signals: dict[tuple[int, int], set[str]] = defaultdict(set)
     for start in range(0, len(corpus.uploads), 64):
         batch = corpus.uploads[start : start + 64]
         events = [
@@ -333,7 +231,17 @@ def evaluate_pipeline(corpus: Corpus, threshold: float, calibration: np.ndarray)
             verdict = VerdictIssued.model_validate(json.loads(result[0].value or b"")["data"])
             for match in verdict.matches:
                 matched[start + n, original_of[match.entry_id]] = True
-    return score(corpus, "the pipeline's matcher (final)", matched, threshold, calibration)
+                signals[(start + n, original_of[match.entry_id])].add(match.signal)
+    name = "the pipeline's matcher (final)"
+    return score(corpus, name, matched, threshold, calibration, signals)
+
+
+def _described(upload: Upload, original: int, signals: set[str]) -> str:
+    """A false positive in words: which upload matched which original, by which signals."""
+    what = f"{upload.edit_class} '{upload.name}'"
+    what += f" of original {upload.original}" if upload.original >= 0 else ""
+    by = f" by {'+'.join(sorted(signals))}" if signals else ""
+    return f"{what} matched original {original}{by}"
 
 
 def _hashed(number: int, upload: Upload) -> MediaHashed:
@@ -347,6 +255,7 @@ def _hashed(number: int, upload: Upload) -> MediaHashed:
         pdq=upload.pdq,
         pdq_quality=upload.quality,
         embeddings=[embedding_to_text(v) for v in upload.embeddings],
+        keypoints=upload.keypoints,
         width=1,
         height=1,
         format="JPEG",

@@ -14,7 +14,8 @@ from typing import Any
 
 from services.bench.chaos import run_chaos
 from services.bench.deployment import Deployment
-from services.bench.hostile import CORPUS_ENV, Origin, corpus, default_canary, run_corpus
+from services.bench.hostile import CORPUS_ENV, corpus, default_canary, run_corpus
+from services.bench.origin import Origin
 from services.bench.registry import _rss
 from services.bench.report import table, write_json
 from services.shared.broker import EmbeddedBroker
@@ -82,7 +83,7 @@ def hostile(json_path: Path, out: Out = print) -> int:
     rows = [
         (
             o.case.name,
-            o.case.expect,
+            o.case.expected,
             o.verdict or "-",
             o.dead_letter or "-",
             o.reason or "-",
@@ -112,6 +113,7 @@ def hostile(json_path: Path, out: Out = print) -> int:
                 {
                     "case": o.case.name,
                     "expected": o.case.expect,
+                    "expected_error": o.case.error,
                     "verdict": o.verdict,
                     "dead_letter": o.dead_letter,
                     "reason": o.reason,
@@ -199,6 +201,8 @@ def accuracy(cache: Path, workers: int, json_path: Path, out: Out = print) -> in
         f"{final.distractor_false_positives} on {final.distractor_comparisons:,} test "
         f"distractor comparisons; embedding threshold {final.embedding_threshold}"
     )
+    for pair in final.false_positive_pairs:
+        out(f"false positive: {pair}")
     out(
         table(
             ("idea (cumulative)", "recall", "precision", "false positives"),

@@ -3,8 +3,9 @@
 Nothing here is committed or downloaded from the web: Debian packages are fetched with
 ``apt-get download`` and unpacked with ``dpkg-deb -x`` (no installation), and scikit-image's
 bundled photographs are read from its wheel. Images are filtered to photographs (enough colours,
-no large flat areas), near-duplicates are removed with PDQ (and its rotations/flips), and each
-photo is stored once, at most 1024 px on its longer side, in ``<cache>/photos``.
+no large flat areas), near-duplicates are removed (PDQ of any rotation/flip; then the same
+picture reframed, by embedding and by agreeing keypoints), and each photo is stored once, at
+most 1024 px on its longer side, in ``<cache>/photos``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import io
 import json
 import logging
 import re
+import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -22,6 +24,9 @@ import numpy as np
 from PIL import Image
 
 from services.ingest.hashing import distance, pdq, pdq_dihedral
+from services.matcher.verification import agreeing_keypoints
+from services.shared.keypoints import Keypoints
+from services.shared.schemas import BankPolicy
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +47,8 @@ SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 _SIGNATURES = re.compile(rb"\xff\xd8\xff|\x89PNG\r\n\x1a\n|RIFF....WEBP", re.DOTALL)
 MIN_SIDE, MAX_SIDE, MAX_ASPECT = 200, 1024, 2.5
 DUPLICATE_DISTANCE = 48  # well above PDQ's match threshold of 31
+POOL_VERSION = 2  # 2: reframed duplicates found by keypoints too
+_NEIGHBOURS = 10
 
 
 @dataclass(frozen=True)
@@ -56,9 +63,10 @@ class Photo:
 def prepare(cache: Path) -> list[Photo]:
     """The photo pool, building it in ``cache`` the first time."""
     cache = cache.resolve()
-    manifest = cache / "photos.json"
+    manifest = cache / f"photos-v{POOL_VERSION}.json"
     if manifest.exists():
         return [Photo(**item) for item in json.loads(manifest.read_text())]
+    shutil.rmtree(cache / "photos", ignore_errors=True)  # an older pool's
     (cache / "photos").mkdir(parents=True, exist_ok=True)
     kept: list[Photo] = []
     hashes: list[str] = []
@@ -152,24 +160,40 @@ def _admit(image: Image.Image, hashes: list[str]) -> Image.Image | None:
 
 
 def _without_reframed_duplicates(photos: list[Photo]) -> list[Photo]:
-    """Drop photos whose embedding is within 0.92 cosine of an earlier one.
+    """Drop photos that are an earlier one reframed: embedding cosine over 0.92, or keypoints.
 
     PDQ catches re-encodes and small edits; packages also ship the same photograph cropped or
-    framed differently (gcompris uses one picture in several activities), which only the
-    embedding sees.
+    framed differently (gcompris uses one picture in several activities; wallpapers come in
+    landscape and portrait cuts), which only the embedding, or the keypoints of the picture
+    both cuts share, see. Such a pair left in the pool would count a true copy as a false
+    positive.
     """
-    from services.ingest.embedding import Embedder
+    from services.ingest.signals import SignalModels
 
-    embedder = Embedder()
-    vectors = np.stack(
-        [embedder.embed(np.asarray(Image.open(p.path).convert("RGB"))) for p in photos]
-    )
+    models = SignalModels.load()
+    assert models.embedder is not None and models.keypoints is not None
+    pixels = [np.asarray(Image.open(p.path).convert("RGB")) for p in photos]
+    vectors = np.stack([models.embedder.embed(image) for image in pixels])
+    keypoints = [models.keypoints.extract(image) for image in pixels]
     similar = vectors @ vectors.T
-    keep = [i for i in range(len(photos)) if not (similar[i, :i] > 0.92).any()]
+    keep = [
+        i
+        for i in range(len(photos))
+        if not (similar[i, :i] > 0.92).any() and not _reframes(i, similar[i, :i], keypoints)
+    ]
     dropped = set(range(len(photos))) - set(keep)
     for index in dropped:
         Path(photos[index].path).unlink()
     return [photos[i] for i in keep]
+
+
+def _reframes(photo: int, cosines: np.ndarray, keypoints: list[Keypoints]) -> bool:
+    """Whether the keypoints of ``photo`` agree with one of its nearest earlier photos'."""
+    threshold = BankPolicy().keypoint_threshold
+    return any(
+        agreeing_keypoints(keypoints[photo], keypoints[earlier]) >= threshold
+        for earlier in np.argsort(-cosines)[:_NEIGHBOURS]
+    )
 
 
 def looks_like_a_photo(image: Image.Image) -> bool:

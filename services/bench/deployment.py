@@ -22,7 +22,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 
 from services.actions.signing import verify
 from services.admin.publishing import Publisher
-from services.ingest.embedding import Embedder
+from services.ingest.signals import SignalModels
 from services.pipeline import Pipeline
 from services.registrar import hash_file
 from services.shared.config import KafkaSettings, TopicSettings
@@ -74,14 +74,14 @@ class Deployment:
         self.unsigned_actions = 0
 
     @functools.cached_property
-    def embedder(self) -> Embedder:
-        """The embedder registrations use (built once, on first use)."""
-        return Embedder()
+    def models(self) -> SignalModels:
+        """The models registrations use (built once, on first use)."""
+        return SignalModels.load()
 
     def register(self, bank: str, images: dict[str, bytes]) -> dict[str, str]:
         """Register images in ``bank``; their entry ids by name."""
         registrations = {
-            name: hash_file(data, bank, 50, embedder=self.embedder).registration
+            name: hash_file(data, bank, 50, models=self.models).registration
             for name, data in images.items()
         }
         publisher = Publisher(self.kafka, self.topics)

@@ -38,7 +38,7 @@ from services.bench.registry import _free_port
 from services.ingest.decoding import decode
 from services.ingest.hashing import digests
 from services.ingest.signals import DECODE_SIDE, image_signals
-from services.matcher.generation import bulk
+from services.matcher.building import bulk
 from services.pipeline import Pipeline, instances
 from services.shared.schemas import UploadReceived
 from services.streams import EventReader

@@ -26,7 +26,7 @@ import faiss
 import numpy as np
 
 from services.bench.deployment import Deployment
-from services.matcher.generation import bulk
+from services.matcher.building import bulk
 from services.pipeline import Pipeline
 from services.shared.kafka import make_producer
 from services.shared.schemas import EntryRegistered, MediaHashed, Signals, encode, new_event, now
@@ -122,7 +122,7 @@ def _queries(codes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def _search(
     codes: np.ndarray, snapshot: Path, rng: np.random.Generator, out: Callable[[str], None]
 ) -> dict[str, Any]:
-    from services.matcher.generation import load
+    from services.matcher.storage import load
 
     index = load(snapshot).pdq
     queries = _queries(codes, rng)

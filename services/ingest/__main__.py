@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from services.ingest.embedding import Embedder
 from services.ingest.fetching import MediaFetcher
 from services.ingest.handler import IngestProcessor
+from services.ingest.signals import SignalModels
 from services.shared import logging as eraser_logging
 from services.shared.config import IngestSettings
 from services.shared.metrics import IngestMetrics
@@ -18,9 +18,9 @@ def main() -> int:
     eraser_logging.configure("ingest")
     settings = load_settings(IngestSettings)
     metrics = IngestMetrics()
-    embedder = Embedder() if settings.embeddings else None
+    models = SignalModels.load(settings.embeddings, settings.keypoints)
     processor = IngestProcessor(
-        settings.topics, MediaFetcher(settings.media), settings.media.max_pixels, metrics, embedder
+        settings.topics, MediaFetcher(settings.media), settings.media.max_pixels, metrics, models
     )
     return run_service(
         service="ingest",

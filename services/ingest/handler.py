@@ -14,13 +14,13 @@ from contextlib import contextmanager
 from kafka.consumer.fetcher import ConsumerRecord
 
 from services.ingest.decoding import decode
-from services.ingest.embedding import Embedder
 from services.ingest.fetching import MediaFetcher
 from services.ingest.hashing import digests
-from services.ingest.signals import DECODE_SIDE, image_signals
+from services.ingest.signals import DECODE_SIDE, SignalModels, image_signals
 from services.shared.config import TopicSettings
 from services.shared.errors import FetchFailedError, MediaRejectedError, PoisonError
 from services.shared.kafka import Outgoing, Result
+from services.shared.keypoints import keypoints_to_text
 from services.shared.metrics import IngestMetrics
 from services.shared.schemas import (
     CloudEvent,
@@ -47,13 +47,13 @@ class IngestProcessor:
         fetcher: MediaFetcher,
         max_pixels: int,
         metrics: IngestMetrics,
-        embedder: Embedder | None = None,
+        models: SignalModels | None = None,
     ) -> None:
         self._topics = topics
         self._fetcher = fetcher
         self._max_pixels = max_pixels
         self._metrics = metrics
-        self._embedder = embedder
+        self._models = models or SignalModels()
 
     def process(self, events: Sequence[CloudEvent[UploadReceived]]) -> list[Result]:
         """Scan each upload; one result per event."""
@@ -64,6 +64,7 @@ class IngestProcessor:
         upload_id, content_id = readable_fields(record.value)
         if upload_id is None:
             return []
+        self._metrics.verdicts.labels("error").inc()
         return [
             error_verdict(self._topics.verdicts, upload_id, content_id or "", error.reason, SOURCE)
         ]
@@ -93,7 +94,7 @@ class IngestProcessor:
             image = decode(fetched.data, self._max_pixels, DECODE_SIDE)
         with self._stage("hash"):
             files = digests(fetched.data)
-            signals = image_signals(image.pixels, self._embedder)
+            signals = image_signals(image.pixels, self._models)
         return MediaHashed(
             upload_id=event.id,
             content_id=event.data.content_id,
@@ -103,6 +104,7 @@ class IngestProcessor:
             pdq=list(signals.pdq),
             pdq_quality=signals.pdq_quality,
             embeddings=[embedding_to_text(vector) for vector in signals.embeddings],
+            keypoints=keypoints_to_text(signals.keypoints) if signals.keypoints else None,
             width=image.width,
             height=image.height,
             format=image.format,

@@ -2,9 +2,10 @@
 
 An upload gets PDQ of the image and of its 7 other rotations/flips; PDQ of the picture cut out
 of what was added around it (padding, bars, frames, screenshot margins), as it is and mirrored,
-for each such view; and the image embedding of the image and of each view. A registration gets
-PDQ and embeddings of the image and of a few crops of it, so a cropped re-post still lands near
-one of them. The accuracy benchmark calls these same functions.
+for each such view; the image embedding of the image and of each view; and the image's ORB
+keypoints. A registration gets PDQ of the image and of a few crops of it, so a cropped re-post
+still lands near one of them, and the image's embedding and keypoints. The accuracy benchmark
+calls these same functions.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from PIL import Image
 
 from services.ingest.embedding import Embedder
 from services.ingest.hashing import pdq, pdq_dihedral
+from services.ingest.keypoints import KeypointExtractor
 from services.ingest.trimming import content_views
+from services.shared.keypoints import Keypoints
 
 # Crops registered beside the whole image: (kept fraction of each side, anchor).
-REFERENCE_ROTATIONS = (-12, -6, 6, 12)
 MIRRORED = 5  # the position of the left-right mirror in pdqhash's rotations/flips
 DECODE_SIDE = 500  # large images are decoded at a reduced scale no smaller than this
 VIEW_SIDE = 640  # content views and embeddings are computed from at most this size
@@ -36,12 +38,26 @@ REFERENCE_CROPS = (
 
 
 @dataclass(frozen=True)
+class SignalModels:
+    """What computes the learned and local signals; either may be off (None)."""
+
+    embedder: Embedder | None = None
+    keypoints: KeypointExtractor | None = None
+
+    @classmethod
+    def load(cls, embeddings: bool = True, keypoints: bool = True) -> SignalModels:
+        """Build the models (the embedder takes about a second)."""
+        return cls(Embedder() if embeddings else None, KeypointExtractor() if keypoints else None)
+
+
+@dataclass(frozen=True)
 class ImageSignals:
-    """PDQ hashes (8 per view), the image's PDQ quality, and embeddings (one per view)."""
+    """PDQ hashes (8 per view), the image's PDQ quality, embeddings (one per view), keypoints."""
 
     pdq: tuple[str, ...]
     pdq_quality: int
     embeddings: np.ndarray  # views x 1280 float32; 0 x 0 without an embedder
+    keypoints: Keypoints | None = None  # None without an extractor
 
 
 def thumbnail(pixels: np.ndarray, side: int = VIEW_SIDE) -> np.ndarray:
@@ -54,7 +70,7 @@ def thumbnail(pixels: np.ndarray, side: int = VIEW_SIDE) -> np.ndarray:
 
 
 def image_signals(
-    pixels: np.ndarray, embedder: Embedder | None, timings: dict[str, float] | None = None
+    pixels: np.ndarray, models: SignalModels, timings: dict[str, float] | None = None
 ) -> ImageSignals:
     """The signals of an upload: the whole image, and its content without borders."""
     clock = _Clock(timings)
@@ -69,11 +85,14 @@ def image_signals(
         dihedral = pdq_dihedral(content).dihedral
         hashes += [dihedral[0], dihedral[MIRRORED]]
     clock.lap("trimmed pdq")
+    embedder = models.embedder
     embeddings = (
         embedder.embed_many(views) if embedder is not None else np.empty((0, 0), dtype=np.float32)
     )
     clock.lap("embedding")
-    return ImageSignals(pdq=tuple(hashes), pdq_quality=whole.quality, embeddings=embeddings)
+    keypoints = models.keypoints.extract(small) if models.keypoints is not None else None
+    clock.lap("keypoints")
+    return ImageSignals(tuple(hashes), whole.quality, embeddings, keypoints)
 
 
 @dataclass(frozen=True)
@@ -83,28 +102,24 @@ class ReferenceSignals:
     pdq: list[str]  # the whole image first, then the crops
     pdq_quality: list[int]
     embeddings: np.ndarray  # views x 1280 float32; 0 x 1280 without an embedder
+    keypoints: Keypoints | None = None  # None without an extractor
 
 
-def reference_signals(pixels: np.ndarray, embedder: Embedder | None) -> ReferenceSignals:
-    """PDQ of a protected image and of its reference crops, and embeddings of those.
+def reference_signals(pixels: np.ndarray, models: SignalModels) -> ReferenceSignals:
+    """PDQ of a protected image and of its reference crops; its embedding and keypoints.
 
-    Embeddings also of small rotations of the image (cropped to hide the corners), so rotated
-    re-posts land near one of them.
+    Embeddings of crops and small rotations of the image were measured and dropped: keypoints
+    catch those copies, and the extra embeddings cost 12 times the memory and let more unrelated
+    photographs come close (docs/benchmarks.md).
     """
     crops = [_crop(pixels, keep, anchor) for keep, anchor in REFERENCE_CROPS]
     hashed = [pdq(view) for view in (pixels, *crops)]
+    small = thumbnail(pixels)
     embeddings = np.empty((0, 1280), dtype=np.float32)
-    if embedder is not None:
-        small = thumbnail(pixels)
-        rotations = [_rotated(small, degrees) for degrees in REFERENCE_ROTATIONS]
-        small_crops = [_crop(small, keep, anchor) for keep, anchor in REFERENCE_CROPS]
-        embeddings = embedder.embed_many([small, *small_crops, *rotations])
-    return ReferenceSignals([h for h, _ in hashed], [q for _, q in hashed], embeddings)
-
-
-def _rotated(pixels: np.ndarray, degrees: float) -> np.ndarray:
-    image = Image.fromarray(pixels).rotate(degrees, resample=Image.Resampling.BICUBIC)
-    return _crop(np.asarray(image), 0.8, "centre")
+    if models.embedder is not None:
+        embeddings = models.embedder.embed_many([small])
+    keypoints = models.keypoints.extract(small) if models.keypoints is not None else None
+    return ReferenceSignals([h for h, _ in hashed], [q for _, q in hashed], embeddings, keypoints)
 
 
 def _crop(pixels: np.ndarray, keep: float, anchor: str) -> np.ndarray:

@@ -16,7 +16,7 @@ import numpy as np
 
 
 class Column:
-    """A one-dimensional .npy array (or an in-memory one) read row by row."""
+    """A .npy array (or an in-memory one) read row by row; a row may be a value or a vector."""
 
     def __init__(self, array: np.ndarray | None = None, path: Path | None = None) -> None:
         self._array = array
@@ -33,21 +33,24 @@ class Column:
                 shape, _, self.dtype = read(file)
                 self._offset = file.tell()
             self._length = int(shape[0]) if shape else 0
+            self._row_shape: tuple[int, ...] = tuple(shape[1:])
             self._fd = os.open(path, os.O_RDONLY)
         else:
             assert array is not None
             self.dtype, self._length = array.dtype, len(array)
+            self._row_shape = tuple(array.shape[1:])
 
     def __len__(self) -> int:
         return self._length
 
     def at(self, row: int) -> Any:
-        """One row's value (bytes for byte strings, a numpy scalar otherwise)."""
+        """One row (bytes for byte strings, a numpy scalar or vector otherwise)."""
         if self._array is not None:
             return self._array[row]
-        size = self.dtype.itemsize
+        size = self.dtype.itemsize * int(np.prod(self._row_shape))
         raw = os.pread(self._fd, size, self._offset + row * size)
-        return np.frombuffer(raw, dtype=self.dtype)[0]
+        values = np.frombuffer(raw, dtype=self.dtype)
+        return values.reshape(self._row_shape) if self._row_shape else values[0]
 
     def take(self, rows: np.ndarray) -> np.ndarray:
         """Several rows' values."""

@@ -3,28 +3,51 @@
 An upload matches an entry when their SHA-256 or MD5 are equal; when any of the upload's PDQ
 hashes (rotations/flips of the image and of its content without added borders) is within the
 entry's bank threshold and the upload's PDQ quality reaches the bank's floor; when one of its
-embeddings is close enough to one of the entry's; or when a PDQ hash and an embedding are both
-nearly close enough (two weaker signals agreeing). A batch is searched in one call per index.
+embeddings is close enough to one of the entry's; when a PDQ hash and an embedding are both
+nearly close enough (two weaker signals agreeing); or when enough of its keypoints agree with the
+entry's on one geometric transform. Keypoints are checked against a shortlist: the entries nearest
+by embedding. A batch is searched in one call per index.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from kafka.consumer.fetcher import ConsumerRecord
 
+from services.matcher.delta import embeddings_of
 from services.matcher.generation import Entry
-from services.matcher.registry import Registry, embeddings_of
+from services.matcher.registry import Registry
+from services.matcher.verification import agreeing_keypoints
 from services.shared.banks import BankBook
 from services.shared.config import TopicSettings
 from services.shared.errors import PoisonError
 from services.shared.kafka import Outgoing, Result
+from services.shared.keypoints import keypoints_from_text
 from services.shared.metrics import MatcherMetrics
 from services.shared.schemas import CloudEvent, Match, MediaHashed, Signal, VerdictIssued, now
 from services.shared.verdicts import error_verdict, verdict_record
 
 SOURCE = "urn:eraser:matcher"
+
+
+@dataclass(frozen=True)
+class Shortlist:
+    """Which entries get their keypoints checked: the nearest by embedding, if near enough."""
+
+    entries: int = 8
+    min_cosine: float = 0.5
+
+
+@dataclass(frozen=True)
+class Found:
+    """What each index found for one upload: PDQ distance, cosine, agreeing keypoints."""
+
+    pdq: dict[Entry, int]
+    embedding: dict[Entry, float] = field(default_factory=dict)
+    keypoints: dict[Entry, int] = field(default_factory=dict)
 
 
 class MatcherProcessor:
@@ -38,43 +61,72 @@ class MatcherProcessor:
         policies: BankBook,
         registry: Registry,
         metrics: MatcherMetrics,
+        shortlist: Shortlist | None = None,
     ) -> None:
         self._topics = topics
         self._policies = policies
         self._registry = registry
         self._metrics = metrics
+        self._shortlist = shortlist or Shortlist()
 
     def process(self, events: Sequence[CloudEvent[MediaHashed]]) -> list[Result]:
-        """One verdict per event; PDQ lookups for the whole batch go to the index at once."""
+        """One verdict per event; lookups for the whole batch go to each index at once."""
         with self._metrics.stage_seconds.labels("search").time():
             near = self._registry.near(
                 [event.data.pdq for event in events], self._policies.widest_pdq_threshold()
             )
-            similar = self._registry.similar(
-                [embeddings_of(event.data.embeddings) for event in events],
-                self._policies.lowest_embedding_threshold(),
-            )
+            vectors = [embeddings_of(event.data.embeddings) for event in events]
+            similar = self._registry.similar(vectors, self._policies.lowest_embedding_threshold())
+            nearest = self._registry.nearest(vectors, self._shortlist.entries)
+        with self._metrics.stage_seconds.labels("verify").time():
+            agreeing = [
+                self._verified(event.data, candidates, pdq)
+                for event, candidates, pdq in zip(events, nearest, near, strict=True)
+            ]
         return [
-            self._verdict(event.data, pdq, embedding)
-            for event, pdq, embedding in zip(events, near, similar, strict=True)
+            self._verdict(event.data, Found(pdq, embedding, keypoints))
+            for event, pdq, embedding, keypoints in zip(
+                events, near, similar, agreeing, strict=True
+            )
         ]
+
+    def _verified(
+        self, hashed: MediaHashed, candidates: list[tuple[Entry, float]], near: dict[Entry, int]
+    ) -> dict[Entry, int]:
+        """Shortlisted entries whose keypoints agree with the upload's: how many agree."""
+        if not hashed.keypoints:
+            return {}
+        upload = keypoints_from_text(hashed.keypoints)
+        agreeing: dict[Entry, int] = {}
+        for entry, cosine in candidates:
+            policy = self._policies.for_bank(entry.bank)
+            if cosine < self._shortlist.min_cosine or not policy.enabled:
+                continue
+            if near.get(entry, 256) <= policy.pdq_threshold:
+                continue  # a PDQ match already: keypoints would add nothing
+            registered = self._registry.keypoints_of(entry)
+            count = agreeing_keypoints(upload, registered) if registered else 0
+            if count >= policy.keypoint_threshold:
+                agreeing[entry] = count
+        return agreeing
 
     def on_poison(self, record: ConsumerRecord, error: PoisonError) -> list[Outgoing]:
         """An ``error`` verdict if the broken record still names its upload."""
         upload_id, content_id = _upload_of(record.value)
         if upload_id is None:
             return []
+        self._metrics.verdicts.labels("error").inc()
         return [error_verdict(self._topics.verdicts, upload_id, content_id, error.reason, SOURCE)]
 
-    def matches(
-        self, hashed: MediaHashed, near: dict[Entry, int], similar: dict[Entry, float] | None = None
-    ) -> list[Match]:
+    def matches(self, hashed: MediaHashed, found_by: Found) -> list[Match]:
         """Every (entry, signal) the upload matches under its bank's policy.
 
-        PDQ within the bank's threshold, or an embedding cosine at or above the bank's threshold,
-        matches alone. Below those, a PDQ distance and a cosine that are each within the bank's
-        agreement thresholds match together (both are reported): two weaker signals agreeing.
+        PDQ within the bank's threshold, an embedding cosine at or above the bank's threshold, or
+        enough keypoints in geometric agreement, matches alone. Below those, a PDQ distance and a
+        cosine that are each within the bank's agreement thresholds match together (both are
+        reported): two weaker signals agreeing.
         """
+        near, similar = found_by.pdq, found_by.embedding
         found: list[Match] = []
         for signal, digest in (("sha256", hashed.sha256), ("md5", hashed.md5)):
             for entry in self._registry.exact(signal, digest):  # type: ignore[arg-type]
@@ -88,8 +140,12 @@ class MatcherProcessor:
                 and hashed.pdq_quality >= policy.quality_floor
             ):
                 found.append(_match(entry, "pdq", distance))
-        for entry, cosine in (similar or {}).items():
+        for entry, cosine in similar.items():
             found += self._by_embedding(hashed, entry, cosine, near, found)
+        found += [
+            _match(entry, "keypoints", max(0, 256 - count))
+            for entry, count in found_by.keypoints.items()
+        ]
         return sorted(found, key=lambda m: (m.bank, m.entry_id, m.signal))
 
     def _by_embedding(
@@ -116,10 +172,8 @@ class MatcherProcessor:
         already = any(m.entry_id == entry.entry_id and m.signal == "pdq" for m in found)
         return [embedding] if already else [embedding, _match(entry, "pdq", distance)]
 
-    def _verdict(
-        self, hashed: MediaHashed, near: dict[Entry, int], similar: dict[Entry, float]
-    ) -> list[Outgoing]:
-        found = self.matches(hashed, near, similar)
+    def _verdict(self, hashed: MediaHashed, found_by: Found) -> list[Outgoing]:
+        found = self.matches(hashed, found_by)
         verdict = VerdictIssued(
             upload_id=hashed.upload_id,
             content_id=hashed.content_id,

@@ -147,6 +147,22 @@ class VectorIndex:
         with self._lock:
             self._dead.add(key)
 
+    def nearest(self, queries: np.ndarray, count: int) -> list[Similar]:
+        """The ``count`` vectors nearest to each query (fewer if withdrawn or not there)."""
+        if len(queries) == 0 or self._index.ntotal == 0:
+            return []
+        with self._lock:
+            scores, rows = self._index.search(
+                np.ascontiguousarray(queries, dtype=np.float32), min(count, self._index.ntotal)
+            )
+            keys, dead = self._keys[rows], frozenset(self._dead)
+        return [
+            Similar(query, int(key), float(score))
+            for query in range(len(queries))
+            for key, score, row in zip(keys[query], scores[query], rows[query], strict=True)
+            if row >= 0 and int(key) not in dead
+        ]
+
     def search(self, queries: np.ndarray, min_cosine: float) -> list[Similar]:
         """Every live vector with cosine >= ``min_cosine`` to a query."""
         if len(queries) == 0 or self._index.ntotal == 0:

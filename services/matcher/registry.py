@@ -14,81 +14,24 @@ snapshot, and swaps it in.
 
 from __future__ import annotations
 
+import base64
 import logging
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from kafka.consumer.fetcher import ConsumerRecord
 
-from services.matcher import snapshots
+from services.matcher import building, snapshots
+from services.matcher.delta import Delta, codes_of, embeddings_of
 from services.matcher.generation import DIMENSIONS, Entry, Generation, Member
-from services.matcher.index import PdqIndex, VectorIndex
-from services.shared.errors import PoisonError
-from services.shared.metrics import MatcherMetrics
-from services.shared.schemas import EntryRegistered, Signal, embedding_from_text, parse_event
+from services.matcher.index import Similar, VectorIndex
+from services.shared.keypoints import Keypoints, unpack
+from services.shared.schemas import EntryRegistered, Signal
 
 log = logging.getLogger(__name__)
 _DELTA_KEYS = 1 << 40  # delta entry keys live above every generation key
-
-
-def embeddings_of(texts: list[str]) -> np.ndarray:
-    """Wire-form embeddings as N x 1280 float32."""
-    if not texts:
-        return np.empty((0, DIMENSIONS), dtype=np.float32)
-    return np.stack([embedding_from_text(text) for text in texts])
-
-
-def codes_of(hashes: list[str]) -> np.ndarray:
-    """Hex PDQ hashes as N x 4 uint64 words (the layout both indexes use)."""
-    if not hashes:
-        return np.empty((0, 4), dtype=np.uint64)
-    return np.frombuffer(bytes.fromhex("".join(hashes)), dtype="<u8").reshape(-1, 4).copy()
-
-
-@dataclass
-class Delta:
-    """Entries registered since the generation was built: small, mutable."""
-
-    next_key: int = _DELTA_KEYS
-    members: dict[str, tuple[int, Member]] = field(default_factory=dict)
-    by_key: dict[int, Entry] = field(default_factory=dict)
-    exact: dict[str, defaultdict[str, set[int]]] = field(
-        default_factory=lambda: {"sha256": defaultdict(set), "md5": defaultdict(set)}
-    )
-    pdq: PdqIndex = field(default_factory=PdqIndex)
-    vectors: VectorIndex = field(default_factory=lambda: VectorIndex(DIMENSIONS))
-
-    def add(self, member: Member) -> None:
-        """Add an entry (its id must not be in the delta)."""
-        key, self.next_key = self.next_key, self.next_key + 1
-        self.members[member.entry.entry_id] = (key, member)
-        self.by_key[key] = member.entry
-        for signal in ("sha256", "md5"):
-            digest = getattr(member, signal)
-            if digest:
-                self.exact[signal][digest].add(key)
-        self.pdq.add(key, member.codes.view(np.uint8).reshape(-1, 32))
-        self.vectors.add(key, member.embeddings)
-
-    def remove(self, entry_id: str) -> bool:
-        """Remove an entry; False if it is not in the delta."""
-        found = self.members.pop(entry_id, None)
-        if found is None:
-            return False
-        key, member = found
-        del self.by_key[key]
-        for signal in ("sha256", "md5"):
-            digest = getattr(member, signal)
-            if digest:
-                self.exact[signal][digest].discard(key)
-        self.pdq.remove(key)
-        self.vectors.remove(key)
-        return True
 
 
 class Registry:
@@ -107,7 +50,7 @@ class Registry:
         self._snapshot_max_age_s = snapshot_max_age_s
         self._pending_since: float | None = None  # the oldest change not yet in a snapshot
         self._marked_current = 0.0
-        self._base = base or Generation.empty()
+        self._base = base or building.empty()
         self._dead = np.zeros(len(self._base), dtype=bool)
         self._dead_count = 0
         self._snapshot_interval_s = snapshot_interval_s
@@ -145,6 +88,7 @@ class Registry:
             signals.sha256,
             signals.md5,
             embeddings_of(signals.embedding),
+            base64.b64decode(signals.keypoints) if signals.keypoints else b"",
         )
         with self._lock:
             self._withdraw_locked(registration.entry_id)
@@ -199,6 +143,19 @@ class Registry:
 
     def similar(self, vectors: list[np.ndarray], min_cosine: float) -> list[dict[Entry, float]]:
         """For each upload's embeddings, entries with a cosine >= ``min_cosine`` (the best)."""
+        return self._by_vectors(vectors, lambda index, q: index.search(q, min_cosine))
+
+    def nearest(self, vectors: list[np.ndarray], count: int) -> list[list[tuple[Entry, float]]]:
+        """For each upload's embeddings, the ``count`` nearest entries, nearest first."""
+        # An entry holds up to a dozen vectors (its crops and rotations): ask for enough rows
+        # that ``count`` distinct entries remain.
+        found = self._by_vectors(vectors, lambda index, q: index.nearest(q, 16 * count))
+        return [sorted(best.items(), key=lambda item: -item[1])[:count] for best in found]
+
+    def _by_vectors(
+        self, vectors: list[np.ndarray], search: Callable[[VectorIndex, np.ndarray], list[Similar]]
+    ) -> list[dict[Entry, float]]:
+        """The best cosine per entry that ``search`` finds, for each upload's embeddings."""
         owner = [upload for upload, views in enumerate(vectors) for _ in views]
         queries = (
             np.concatenate([v for v in vectors if len(v)])
@@ -210,7 +167,7 @@ class Registry:
             base, dead, deltas = self._base, self._dead, [self._frozen, self._delta]
         hits = [
             (s.query, base.entry(s.key), s.cosine)
-            for s in base.vectors.search(queries, min_cosine)
+            for s in search(base.vectors, queries)
             if not dead[s.key]
         ]
         with self._lock:
@@ -218,13 +175,27 @@ class Registry:
                 if delta is not None:
                     hits += [
                         (s.query, delta.by_key[s.key], s.cosine)
-                        for s in delta.vectors.search(queries, min_cosine)
+                        for s in search(delta.vectors, queries)
                         if s.key in delta.by_key
                     ]
         for query, entry, cosine in hits:
             best = found[owner[query]]
             best[entry] = max(cosine, best.get(entry, cosine))
         return found
+
+    def keypoints_of(self, entry: Entry) -> Keypoints | None:
+        """The keypoints registered for ``entry`` (None if it has none)."""
+        with self._lock:
+            for delta in (self._delta, self._frozen):
+                if delta is not None and entry.entry_id in delta.members:
+                    packed = delta.members[entry.entry_id][1].keypoints
+                    return unpack(packed) if packed else None
+            base, dead = self._base, self._dead
+        key = base.key_of(entry.entry_id)
+        if key is None or dead[key]:
+            return None
+        packed = base.keypoints_of(key)
+        return unpack(packed) if packed else None
 
     def pdq_distance(self, entry: Entry, hashes: list[str]) -> int:
         """The smallest distance between ``hashes`` and the PDQ hashes registered for ``entry``."""
@@ -300,7 +271,7 @@ class Registry:
         started = time.monotonic()
         folder = snapshots.next_folder(self._snapshot_dir)
         try:
-            fresh = base.compacted(dead, added, offsets, folder if folder else Path())
+            fresh = building.compacted(base, dead, added, offsets, folder if folder else Path())
         except Exception as error:  # a full disk, say: stop, and restart from the last snapshot
             log.exception("compaction failed")
             if self._on_failure is None:
@@ -362,56 +333,3 @@ class Registry:
         if idle and due and base.folder is not None:
             snapshots.mark_current(base)
             self._marked_current = time.monotonic()
-
-
-class RegistryApplier:
-    """Applies registry-topic records to a :class:`Registry`: registrations and tombstones."""
-
-    def __init__(self, registry: Registry, metrics: MatcherMetrics) -> None:
-        self._registry = registry
-        self._metrics = metrics
-        self._behind = -1  # unknown until the first poll
-
-    def __call__(self, record: ConsumerRecord) -> None:
-        """Apply one record; a malformed one is counted, logged and skipped."""
-        entry_id = record.key.decode(errors="replace") if record.key else ""
-        try:
-            if record.value is None:
-                self._registry.withdraw(entry_id)
-                self._metrics.registry_records.labels("withdrawn").inc()
-                return
-            registration = parse_event(record.value, EntryRegistered).data
-            if registration.entry_id != entry_id:
-                raise PoisonError("record key is not the entry id")
-        except PoisonError as error:
-            # Every replica reads the same record and rejects it the same way; a dead letter per
-            # replica per restart would only be noise, so it is counted and logged instead.
-            self._metrics.registry_records.labels("rejected").inc()
-            log.error(
-                "rejected a registry record",
-                extra={
-                    "fields": {
-                        "reason": error.reason,
-                        "partition": record.partition,
-                        "offset": record.offset,
-                    }
-                },
-            )
-            return
-        self._registry.register(registration)
-        self._metrics.registry_records.labels("registered").inc()
-
-    def after_poll(self, positions: dict[int, int]) -> None:
-        """Between polls the state matches ``positions``: the moment to start a compaction."""
-        if self._registry.needs_compaction():
-            self._registry.compact(positions)
-        elif self._behind == 0:
-            self._registry.mark_current()
-
-    def progress(self, behind: int, lag_seconds: float) -> None:
-        """Report how far behind the topic the registry is, and its size."""
-        self._behind = behind
-        self._metrics.registry_behind.set(behind)
-        self._metrics.registry_lag_seconds.set(lag_seconds)
-        for signal, count in self._registry.counts().items():
-            self._metrics.index_entries.labels(signal).set(count)

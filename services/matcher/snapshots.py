@@ -17,7 +17,7 @@ import shutil
 import time
 from pathlib import Path
 
-from services.matcher import generation
+from services.matcher import storage
 from services.matcher.generation import Generation
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ def load_latest(folder: Path | None, max_age_s: float = MAX_AGE_S) -> Generation
         if not candidate.is_dir() or candidate.name.endswith(".partial"):
             continue
         try:
-            loaded = generation.load(candidate)
+            loaded = storage.load(candidate)
         except (OSError, ValueError) as error:
             _skipped(candidate, type(error).__name__)
             continue

@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from services.shared.errors import MalformedEventError, UnsupportedEventError
+from services.shared.keypoints import check_text
 
 SPEC_VERSION = "1.0"
 _ID_NAMESPACE = uuid.UUID("6f1c2d4e-8a3b-5c7d-9e0f-1a2b3c4d5e6f")
@@ -56,7 +57,7 @@ BankName = Annotated[
     StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$"),
     Field(description="Bank name: lower-case letters, digits, '_', '.', '-' (at most 64)."),
 ]
-Signal = Literal["sha256", "md5", "pdq", "embedding"]
+Signal = Literal["sha256", "md5", "pdq", "embedding", "keypoints"]
 EMBEDDING_DIMENSIONS = 1280
 
 
@@ -77,6 +78,15 @@ Embedding = Annotated[
     Field(
         description="An image embedding: 1280 little-endian float16 values, L2-normalised, "
         "base64. Model: MobileNetV2 (ImageNet weights), generalised-mean pooled."
+    ),
+]
+KeypointsText = Annotated[
+    str,
+    BeforeValidator(check_text),
+    Field(
+        description="ORB keypoints of the image scaled to at most 512 px: base64 of 36-byte "
+        "records (x, y in eighths of a pixel as little-endian uint16; 32-byte descriptor), at "
+        "most 500."
     ),
 ]
 ActionKind = Literal["remove", "hide", "review"]
@@ -144,6 +154,9 @@ class MediaHashed(Schema):
         max_length=3,
         description="Image embeddings of the image and of each content view.",
     )
+    keypoints: KeypointsText | None = Field(
+        default=None, description="ORB keypoints of the image, for geometric verification."
+    )
     width: int = Field(gt=0, description="Decoded width in pixels, after EXIF orientation.")
     height: int = Field(gt=0, description="Decoded height in pixels, after EXIF orientation.")
     format: Annotated[str, StringConstraints(max_length=16)] = Field(
@@ -160,8 +173,9 @@ class Match(Schema):
     distance: int = Field(
         ge=0,
         le=256,
-        description="Hamming distance for pdq, 0 for exact digests, and for embedding "
-        "round(100 x (1 - cosine)).",
+        description="Hamming distance for pdq, 0 for exact digests, for embedding "
+        "round(100 x (1 - cosine)), and for keypoints 256 minus the number of keypoints in "
+        "geometric agreement (at least 0).",
     )
 
 
@@ -237,6 +251,13 @@ class BankPolicy(Schema):
         le=1,
         description="... and embedding cosine at or above this.",
     )
+    keypoint_threshold: int = Field(
+        default=20,
+        ge=1,
+        le=500,
+        description="Keypoints in geometric agreement at or above which to match (unrelated "
+        "photographs reach 9 on the accuracy benchmark).",
+    )
     enabled: bool = Field(default=True, description="Disabled banks neither match nor act.")
     negative: bool = Field(
         default=False,
@@ -284,10 +305,13 @@ class Signals(Schema):
         max_length=32,
         description="Image embeddings of the image and of crops and small rotations of it.",
     )
+    keypoints: KeypointsText | None = Field(
+        default=None, description="ORB keypoints of the image, for geometric verification."
+    )
 
     @model_validator(mode="after")
     def _not_empty(self) -> Signals:
-        if not self.pdq and self.sha256 is None and self.md5 is None and not self.embedding:
+        if not (self.pdq or self.sha256 or self.md5 or self.embedding or self.keypoints):
             raise ValueError("at least one signal is required")
         return self
 

@@ -141,3 +141,13 @@ def test_embedding_alone_goes_to_review_and_agreeing_signals_act():
     assert [(a.action, a.signal) for a in alone] == [("review", "embedding")]
     assert [(a.action, a.signal, a.distance) for a in agreeing] == [("remove", "pdq", 40)]
     assert "agree" in agreeing[0].reason
+
+
+def test_keypoints_alone_go_to_review_and_with_another_signal_act():
+    alone = decide(verdict(m("a", "keypoints", 256 - 40)), POLICIES, T)
+    with_embedding = decide(verdict(m("b", "embedding", 15), m("b", "keypoints", 200)), POLICIES, T)
+    with_pdq = decide(verdict(m("c", "pdq", 30), m("c", "keypoints", 230)), POLICIES, T)
+    assert [(a.action, a.signal) for a in alone] == [("review", "keypoints")]
+    assert "40 keypoints agree" in alone[0].reason
+    assert [(a.action, a.signal) for a in with_embedding] == [("remove", "keypoints")]
+    assert [(a.action, a.signal) for a in with_pdq] == [("remove", "pdq")]

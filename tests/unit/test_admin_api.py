@@ -17,6 +17,7 @@ from services.admin.context import AdminContext
 from services.admin.export import current_entries
 from services.admin.operations import Admin
 from services.admin.view import RegistryView
+from services.ingest.signals import SignalModels
 from services.shared.banks import BankBook
 from services.shared.config import PolicySettings
 from services.shared.schemas import EntryRegistered, Signals, embedding_to_text, encode, new_event
@@ -95,7 +96,7 @@ def make_api(ready=lambda: True, embedder=None, max_image_bytes=10**7, fail_on=N
         tokens={"regulator": SecretStr(TOKEN)},
         ready=ready,
         max_image_bytes=max_image_bytes,
-        embedder=embedder,
+        models=SignalModels(embedder=embedder),
     )
     return create_app(context), publisher, view, tail
 

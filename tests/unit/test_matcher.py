@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from services.matcher.handler import MatcherProcessor
+from services.matcher.handler import Found, MatcherProcessor
 from services.matcher.registry import Registry
 from services.shared.banks import BankBook
 from services.shared.config import PolicySettings, TopicSettings
@@ -113,10 +113,10 @@ def test_bank_thresholds_quality_floors_and_disabled_banks_apply():
         picky={"quality_floor": 90},
         off={"enabled": False},
     )
-    assert matcher.matches(hashed(quality=80), registry.near([hashed().pdq], 31)[0]) == []
+    assert matcher.matches(hashed(quality=80), Found(registry.near([hashed().pdq], 31)[0])) == []
     assert [
         m.entry_id
-        for m in matcher.matches(hashed(quality=95), registry.near([hashed().pdq], 31)[0])
+        for m in matcher.matches(hashed(quality=95), Found(registry.near([hashed().pdq], 31)[0]))
     ] == ["picky-1"]
 
 
@@ -188,3 +188,48 @@ def test_withdrawn_embeddings_stop_matching():
     assert [e.entry_id for e in registry.similar([vector[None]], 0.9)[0]] == ["e1"]
     registry.withdraw("e1")
     assert registry.similar([vector[None]], 0.9) == [{}]
+
+
+def test_a_copy_under_stickers_is_found_by_its_keypoints_and_unrelated_photos_are_not():
+    from PIL import ImageDraw
+
+    from services.ingest.keypoints import KeypointExtractor
+    from services.shared.keypoints import keypoints_to_text
+    from tests.images import photo
+
+    extractor = KeypointExtractor()
+    cat = photo("chelsea.png")
+    covered = cat.copy()
+    draw = ImageDraw.Draw(covered)
+    draw.ellipse((40, 30, 200, 190), fill=(250, 200, 0))
+    draw.rectangle((260, 150, 420, 280), fill=(20, 20, 200))
+
+    def text(image):
+        return keypoints_to_text(extractor.extract(np.asarray(image)))
+
+    vector = unit(np.arange(1280) % 7)
+    registry = Registry()
+    registry.register(
+        EntryRegistered(
+            entry_id="cat",
+            bank="kids",
+            signals=Signals(keypoints=text(cat), embedding=[embedding_to_text(vector)]),
+        )
+    )
+    # Embeddings only shortlist the entry (cosine 0.6: no embedding match on their own).
+    other = unit(np.arange(1280) % 3)
+    shortlisted = unit(vector + 1.1 * unit(other - (other @ vector) * vector))
+    assert 0.5 < float(shortlisted @ vector) < 0.8
+    uploads = [
+        hashed(pdq=flip(BASE, 120), upload_id=name).model_copy(
+            update={"embeddings": [embedding_to_text(shortlisted)], "keypoints": text(image)}
+        )
+        for name, image in (("covered", covered), ("coffee", photo("coffee.png")))
+    ]
+    results = processor(registry).process(
+        [new_event(u, id=u.upload_id, source="t") for u in uploads]
+    )
+    (match,) = verdict_of(results[0]).matches
+    assert (match.entry_id, match.signal) == ("cat", "keypoints")
+    assert 256 - match.distance >= BankPolicy().keypoint_threshold
+    assert verdict_of(results[1]).verdict == "clean"

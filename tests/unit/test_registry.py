@@ -5,10 +5,13 @@ import numpy as np
 import pytest
 
 from services.matcher import mih
+from services.matcher.delta import codes_of
+from services.matcher.generation import Entry
 from services.matcher.mih import MultiIndexHash
-from services.matcher.registry import Registry, codes_of
+from services.matcher.registry import Registry
 from services.matcher.snapshots import load_latest
-from services.shared.schemas import EntryRegistered, Signals
+from services.shared.keypoints import Keypoints, keypoints_to_text
+from services.shared.schemas import EntryRegistered, Signals, embedding_to_text
 
 
 def random_hex(rng, n):
@@ -124,7 +127,8 @@ def test_no_snapshot_means_none(tmp_path):
 
 
 def test_every_id_is_found_and_absent_ids_rarely_pass_the_bloom_filter():
-    from services.matcher.generation import _bloom, _bloom_has, bulk, id_hashes
+    from services.matcher.bloom import bloom_filter, bloom_has, id_hashes
+    from services.matcher.building import bulk
 
     count = 20_000
     ids = np.char.add(b"entry-", np.arange(count).astype("S8"))
@@ -138,7 +142,7 @@ def test_every_id_is_found_and_absent_ids_rarely_pass_the_bloom_filter():
     assert all(generation.key_of(f"entry-{n}") == n for n in range(0, count, 97))
     assert generation.key_of("entry-absent") is None
     absent = np.char.add(b"other-", np.arange(count).astype("S8"))
-    false_positive_rate = _bloom_has(_bloom(id_hashes(ids)), id_hashes(absent)).mean()
+    false_positive_rate = bloom_has(bloom_filter(id_hashes(ids)), id_hashes(absent)).mean()
     assert false_positive_rate < 0.02
 
 
@@ -189,3 +193,37 @@ def test_pending_changes_are_compacted_before_the_snapshot_grows_too_old(rng, tm
     assert registry.needs_compaction()
     registry.compact({0: 2001}, background=False)
     assert not registry.needs_compaction()
+
+
+def keypoints_text(rng, count=40):
+    positions = rng.uniform(0, 500, (count, 2)).astype(np.float32)
+    descriptors = rng.integers(0, 256, (count, 32), dtype=np.uint8)
+    return keypoints_to_text(Keypoints(positions, descriptors))
+
+
+def test_keypoints_and_nearest_entries_survive_compaction_and_a_restart(rng, tmp_path):
+    registry = Registry(snapshot_dir=tmp_path)
+    texts = {f"e{n}": keypoints_text(rng) for n in range(3)}
+    vectors = rng.normal(size=(3, 1280)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    for n, (entry_id, text) in enumerate(texts.items()):
+        signals = Signals(keypoints=text, embedding=[embedding_to_text(vectors[n])])
+        registry.register(EntryRegistered(entry_id=entry_id, bank="kids", signals=signals))
+    registry.register(registration("plain", random_hex(rng, 1)))
+
+    def check(current):
+        for entry_id, text in texts.items():
+            found = current.keypoints_of(Entry(entry_id, "kids"))
+            assert keypoints_to_text(found) == text
+        assert current.keypoints_of(Entry("plain", "kids")) is None
+        (nearest,) = current.nearest([vectors[1:2]], 2)
+        assert nearest[0][0].entry_id == "e1"
+        assert nearest[0][1] == pytest.approx(1.0, abs=1e-2) and len(nearest) == 2
+
+    check(registry)
+    registry.compact({0: 4}, background=False)
+    check(registry)
+    check(Registry(load_latest(tmp_path), tmp_path))
+    registry.withdraw("e1")
+    assert registry.keypoints_of(Entry("e1", "kids")) is None
+    assert "e1" not in {entry.entry_id for entry, _ in registry.nearest([vectors[1:2]], 3)[0]}

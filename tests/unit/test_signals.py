@@ -7,7 +7,8 @@ from PIL import Image, ImageOps
 
 from services.ingest.embedding import Embedder, read_legacy_torch
 from services.ingest.hashing import distance, pdq
-from services.ingest.signals import image_signals, reference_signals
+from services.ingest.keypoints import KeypointExtractor
+from services.ingest.signals import SignalModels, image_signals, reference_signals
 from services.ingest.trimming import content_views
 from tests.images import photo
 
@@ -52,17 +53,21 @@ def test_borders_and_frames_are_cut_away():
 
 def test_upload_signals_cover_rotations_flips_and_content_views(embedder):
     framed = ImageOps.expand(photo("coffee.png"), border=80, fill=(0, 0, 0))
-    signals = image_signals(pixels(framed), embedder)
+    signals = image_signals(pixels(framed), SignalModels.load())
     assert len(signals.pdq) in (10, 12)  # 8 for the whole image, 2 per content view
     assert signals.embeddings.shape == (1 + (len(signals.pdq) - 8) // 2, 1280)
-    plain = image_signals(pixels(photo("coffee.png")), None)
-    assert len(plain.pdq) == 8 and plain.embeddings.size == 0
+    assert signals.keypoints is not None and len(signals.keypoints) > 100
+    plain = image_signals(pixels(photo("coffee.png")), SignalModels())
+    assert len(plain.pdq) == 8 and plain.embeddings.size == 0 and plain.keypoints is None
 
 
-def test_registration_signals_include_crops_and_rotations(embedder):
-    signals = reference_signals(pixels(photo("astronaut.png")), embedder)
+def test_registration_signals_include_crops_an_embedding_and_keypoints(embedder):
+    signals = reference_signals(
+        pixels(photo("astronaut.png")), SignalModels(embedder, KeypointExtractor())
+    )
+    assert signals.keypoints is not None and len(signals.keypoints) > 100
     assert len(signals.pdq) == len(signals.pdq_quality) == 8
-    assert signals.embeddings.shape == (12, 1280)
+    assert signals.embeddings.shape == (1, 1280)
     jpeg = io.BytesIO()
     photo("astronaut.png").crop((0, 0, 410, 410)).save(jpeg, "JPEG", quality=80)
     corner = pdq(np.asarray(Image.open(jpeg).convert("RGB")))[0]
