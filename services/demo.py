@@ -2,7 +2,8 @@
 
 Three photographs bundled with scikit-image stand in for a child's protected photos. They are
 registered (hashes only), then uploads arrive: exact copies, re-encoded, resized, mirrored and
-rotated copies, unrelated photographs and a file that is not an image. The demo prints each
+rotated copies, copies under stickers, tilted or inside a phone screenshot, unrelated photographs
+and a file that is not an image. The demo prints each
 upload's verdict and the actions the removal services would receive.
 """
 
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, ImageOps
+from PIL import Image, ImageDraw, ImageOps
 
 from services.admin.publishing import Publisher
 from services.ingest.signals import SignalModels
@@ -69,17 +70,48 @@ EDITS: dict[str, Callable[[Image.Image, bytes], bytes]] = {
     "mirrored": lambda image, data: _encode(ImageOps.mirror(image), "JPEG", quality=90),
     "rotated 90°": lambda image, data: _encode(image.rotate(90, expand=True), "PNG"),
     "PNG re-encode": lambda image, data: _encode(image, "PNG", optimize=True),
+    "under stickers": lambda image, data: _encode(_stickered(image), "JPEG", quality=85),
+    "rotated 8°, cropped": lambda image, data: _encode(_tilted(image), "JPEG", quality=85),
+    "in a phone screenshot": lambda image, data: _encode(_screenshot(image), "PNG"),
 }
 
 
+def _stickered(image: Image.Image) -> Image.Image:
+    """Two opaque stickers over about a sixth of the picture."""
+    covered = image.copy()
+    draw = ImageDraw.Draw(covered)
+    w, h = image.size
+    draw.ellipse((w // 8, h // 6, w // 8 + w // 3, h // 6 + h // 3), fill=(255, 205, 0))
+    draw.rectangle((w // 2, h * 3 // 5, w // 2 + w // 4, h * 3 // 5 + h // 5), fill=(230, 40, 90))
+    return covered
+
+
+def _tilted(image: Image.Image) -> Image.Image:
+    turned = image.rotate(8, resample=Image.Resampling.BICUBIC)
+    w, h = image.size
+    return turned.crop((w // 10, h // 10, w - w // 10, h - h // 10))
+
+
+def _screenshot(image: Image.Image) -> Image.Image:
+    """The picture across a phone-sized frame, with a status bar and caption lines."""
+    canvas = Image.new("RGB", (720, 1480), (250, 250, 250))
+    draw = ImageDraw.Draw(canvas)
+    draw.rectangle((0, 0, 720, 60), fill=(30, 30, 30))
+    for line in range(4):
+        draw.rectangle((40, 1100 + 60 * line, 680 - 90 * line, 1130 + 60 * line), fill=(90, 90, 90))
+    picture = image.resize((680, round(680 * image.height / image.width)))
+    canvas.paste(picture, (20, 140))
+    return canvas
+
+
 def scenario() -> list[DemoUpload]:
-    """Every upload of the demo: two edits of each protected photo, unrelated photos, junk."""
+    """Every upload of the demo: three edits of each protected photo, unrelated photos, junk."""
     uploads: list[DemoUpload] = []
     edit_names = list(EDITS)
     for index, name in enumerate(PROTECTED):
         data = photo(name)
         image = Image.open(io.BytesIO(data)).convert("RGB")
-        for edit in (edit_names[index], edit_names[index + 3]):
+        for edit in edit_names[index :: len(PROTECTED)]:
             uploads.append(
                 DemoUpload(
                     f"post-{len(uploads) + 1:02d}",
@@ -201,10 +233,10 @@ def _print_table(
     entries: dict[str, str],
 ) -> None:
     by_content = {action.content_id: action for action in actions}
-    rows = [("content", "upload", "verdict", "matched", "signal", "distance", "action")]
+    rows = [("content", "upload", "verdict", "matched", "signals", "action")]
     for upload_id, upload in sent.items():
         verdict = verdicts.get(upload_id)
-        match = _strongest(verdict.matches) if verdict and verdict.matches else None
+        match = verdict.matches[0] if verdict and verdict.matches else None
         action = by_content.get(upload.content_id)
         rows.append(
             (
@@ -216,8 +248,7 @@ def _print_table(
                 else (verdict.error or "")
                 if verdict
                 else "",
-                match.signal if match else "",
-                str(match.distance) if match else "",
+                ", ".join(_signal(m) for m in verdict.matches) if verdict else "",
                 action.action if action else "",
             )
         )
@@ -229,5 +260,12 @@ def _print_table(
     out(f"{len(verdicts)} verdicts for {len(uploads)} uploads, {len(actions)} actions")
 
 
-def _strongest(matches: list[Match]) -> Match:
-    return min(matches, key=lambda m: (m.signal != "sha256", m.signal != "md5", m.distance))
+def _signal(match: Match) -> str:
+    """A match's signal and how close, in the signal's own terms."""
+    if match.signal == "pdq":
+        return f"pdq {match.distance} bits"
+    if match.signal == "embedding":
+        return f"embedding cosine {1 - match.distance / 100:.2f}"
+    if match.signal == "keypoints":
+        return f"{256 - match.distance} keypoints agree"
+    return f"{match.signal} equal"

@@ -147,8 +147,10 @@ class Registry:
 
     def nearest(self, vectors: list[np.ndarray], count: int) -> list[list[tuple[Entry, float]]]:
         """For each upload's embeddings, the ``count`` nearest entries, nearest first."""
-        # An entry holds up to a dozen vectors (its crops and rotations): ask for enough rows
-        # that ``count`` distinct entries remain.
+        if count <= 0:
+            return [[] for _ in vectors]
+        # An entry may hold several vectors (older registrations carry crops and rotations): ask
+        # for enough rows that ``count`` distinct entries remain.
         found = self._by_vectors(vectors, lambda index, q: index.nearest(q, 16 * count))
         return [sorted(best.items(), key=lambda item: -item[1])[:count] for best in found]
 

@@ -109,4 +109,4 @@ def test_demo_prints_its_table_on_the_embedded_broker():
     lines = result.stdout.splitlines()
     assert any(line.startswith("post-01") and " match " in line for line in lines)
     assert any("unrelated photo" in line and " clean" in line for line in lines)
-    assert lines[-1] == "13 verdicts for 13 uploads, 6 actions"
+    assert lines[-1] == "16 verdicts for 16 uploads, 9 actions"
