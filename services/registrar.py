@@ -52,10 +52,10 @@ def hash_file(
 ) -> Hashed:
     """The registration for one image's bytes.
 
-    PDQ of the image and of reference crops of it (so cropped re-posts match), and with an
-    embedder, embeddings of the image and of crops and small rotations of it. PDQ hashes under
-    ``quality_floor`` (flat or featureless views) would match unrelated uploads and are left out;
-    an image whose own PDQ is under the floor is registered by digests and embeddings only.
+    PDQ of the image and of reference crops of it (so cropped re-posts match), and with the
+    models, its embedding and keypoints. PDQ hashes under ``quality_floor`` (flat or featureless
+    views) would match unrelated uploads and are left out; an image whose own PDQ is under the
+    floor is registered by digests, embedding and keypoints only.
 
     Raises:
         MediaUndecodableError: the bytes are not a decodable image.

@@ -27,7 +27,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -37,7 +36,7 @@ from services.bench.deployment import Deployment
 from services.bench.registry import _free_port
 from services.ingest.decoding import decode
 from services.ingest.hashing import digests
-from services.ingest.signals import DECODE_SIDE, image_signals
+from services.ingest.signals import DECODE_SIDE, SignalModels, image_signals
 from services.matcher.building import bulk
 from services.pipeline import Pipeline, instances
 from services.shared.schemas import UploadReceived
@@ -109,20 +108,18 @@ def plan(media: Media, uploads: int, seed: int = 11) -> list[Path]:
     return chosen
 
 
-_EMBEDDER: Any = None
+_MODELS: SignalModels | None = None  # one per ceiling worker, built on first use
 
 
 def _signals_of(item: tuple[Path, bool]) -> None:
     """Everything ingest computes for one file, nothing else (a ceiling worker)."""
-    global _EMBEDDER
+    global _MODELS
     path, embeddings = item
-    if _EMBEDDER is None and embeddings:
-        from services.ingest.embedding import Embedder
-
-        _EMBEDDER = Embedder()
+    if _MODELS is None:
+        _MODELS = SignalModels.load(embeddings=embeddings)
     data = path.read_bytes()
     digests(data)
-    image_signals(decode(data, 200_000_000, DECODE_SIDE).pixels, _EMBEDDER)
+    image_signals(decode(data, 200_000_000, DECODE_SIDE).pixels, _MODELS)
 
 
 def ceiling(files: list[Path], processes: int, embeddings: bool) -> float:

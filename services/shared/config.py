@@ -153,6 +153,11 @@ class ServiceSettings(BaseSettings):
     group_id: str
     batch_size: int = Field(ge=1, le=10_000)
     http_port: int = Field(ge=0, le=65535, description="/metrics, /healthz, /readyz; 0 = off.")
+    fetch_max_wait_ms: int | None = Field(
+        default=None,
+        ge=0,
+        description="The input consumer's fetch wait (unset: KAFKA_FETCH_MAX_WAIT_MS).",
+    )
     liveness_timeout_s: float | None = Field(
         default=None,
         gt=0,
@@ -269,6 +274,9 @@ class ActionsSettings(ServiceSettings):
     group_id: str = "eraser-actions"
     batch_size: int = Field(default=256, ge=1, le=10_000)
     http_port: int = Field(default=9103, ge=0, le=65535)
+    # Removal can wait a tenth of a second; a 10 ms wait would poll a hundred times a second,
+    # which on a broker that holds empty fetches for the whole wait costs CPU for nothing.
+    fetch_max_wait_ms: int | None = Field(default=100, ge=0)
     policies: PolicySettings = Field(default_factory=PolicySettings)
     dedup_window: int = Field(
         default=1_000_000, ge=0, description="How many recent action ids to remember."

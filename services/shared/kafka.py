@@ -82,7 +82,9 @@ def dead_letter(record: ConsumerRecord, error: PoisonError, topic: str, service:
     return Outgoing(topic, record.key, record.value, "dlq", headers)
 
 
-def make_consumer(kafka: KafkaSettings, group_id: str, batch_size: int) -> KafkaConsumer:
+def make_consumer(
+    kafka: KafkaSettings, group_id: str, batch_size: int, fetch_max_wait_ms: int | None = None
+) -> KafkaConsumer:
     """A group consumer with manual commits, reading from the start when the group is new.
 
     The :class:`ConsumeLoop` subscribes it, with its rebalance listener.
@@ -95,7 +97,9 @@ def make_consumer(kafka: KafkaSettings, group_id: str, batch_size: int) -> Kafka
         max_poll_interval_ms=kafka.max_poll_interval_ms,
         session_timeout_ms=kafka.session_timeout_ms,
         heartbeat_interval_ms=kafka.heartbeat_interval_ms,
-        fetch_max_wait_ms=kafka.fetch_max_wait_ms,
+        fetch_max_wait_ms=kafka.fetch_max_wait_ms
+        if fetch_max_wait_ms is None
+        else fetch_max_wait_ms,
         **kafka.client_options(),
     )
 

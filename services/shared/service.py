@@ -80,7 +80,9 @@ def run_service(
             return 0 if stop.is_set() else 1
         loop = ConsumeLoop(
             service=service,
-            consumer=make_consumer(settings.kafka, settings.group_id, settings.batch_size),
+            consumer=make_consumer(
+                settings.kafka, settings.group_id, settings.batch_size, settings.fetch_max_wait_ms
+            ),
             producer=make_producer(settings.kafka),
             processor=processor,
             topics=input_topics,
