@@ -264,6 +264,9 @@ def _hashed(number: int, upload: Upload) -> MediaHashed:
 
 def run(cache: Path, workers: int, out: Callable[[str], None]) -> dict[str, Any]:
     """Build the corpus, scan it, evaluate every idea and the final pipeline; the results."""
+    import faiss
+
+    faiss.omp_set_num_threads(1)  # as in the services: OpenMP threads on shared cores cost more
     started = time.monotonic()
     corpus = build(cache)
     copies = sum(u.original >= 0 for u in corpus.uploads)

@@ -157,6 +157,12 @@ def registry(size: int, json_path: Path, out: Out = print) -> int:
         "build_seconds": ("build and save the generation", _s, None, ""),
         "compaction_seconds": ("compaction (+1,000 entries), in the background", _s, None, ""),
         "compaction_peak_rss_bytes": ("peak RSS while compacting", _mib, None, ""),
+        "compaction_peak_anonymous_bytes": (
+            "... of it anonymous (not file-backed)",
+            _mib,
+            None,
+            "",
+        ),
         "snapshot_bytes": ("snapshot size", lambda v: f"{v / 2**20:.0f} MiB", None, ""),
     }
     rows, met = [], True

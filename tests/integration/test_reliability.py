@@ -53,7 +53,7 @@ def test_no_upload_or_action_is_lost_when_services_are_killed(broker, tmp_path):
         broker.bootstrap_servers, tmp_path, env={"KAFKA_SESSION_TIMEOUT_MS": "3000"}, partitions=6
     )
     try:
-        result = run_chaos(eraser, uploads=300, kills=3, seed=7, timeout_s=240)
+        result = run_chaos(eraser, uploads=300, kills=3, seed=7, stall_s=60)
     finally:
         eraser.close()
     print(table(("measure", "value", "requirement"), result.rows()))
