@@ -80,7 +80,8 @@ def _action(
         reason = f"pdq distance {match.distance} > auto threshold {policy.auto_threshold}"
     elif match.signal == "keypoints":
         action = "review"
-        reason = f"{256 - match.distance} keypoints agree, no other signal: needs a person"
+        agreeing = f"{256 - match.distance}" if match.distance else "256 or more"
+        reason = f"{agreeing} keypoints agree, no other signal: needs a person"
     else:
         action = "review"
         reason = "embedding alone: needs a person to confirm"

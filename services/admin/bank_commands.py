@@ -54,7 +54,7 @@ def _policy_flags(parser: argparse.ArgumentParser) -> None:
         "--agreement-embedding-threshold", type=float, help="cosine for an agreeing match"
     )
     parser.add_argument(
-        "--keypoint-threshold", type=int, help="keypoints in geometric agreement to match (1-500)"
+        "--keypoint-threshold", type=int, help="keypoints in geometric agreement to match (1-256)"
     )
     enabled = parser.add_mutually_exclusive_group()
     enabled.add_argument("--enabled", dest="enabled", action="store_const", const=True)

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from services.bench import dataset
 from services.bench.corpus import BANK, Corpus, Upload, build, scan
 from services.shared.keypoints import keypoints_from_text
 from services.shared.schemas import BankPolicy, MediaHashed, embedding_to_text, new_event, now
@@ -274,6 +275,9 @@ def run(cache: Path, workers: int, out: Callable[[str], None]) -> dict[str, Any]
         f"{len(corpus.originals)} originals, {copies} edited copies, "
         f"{corpus.distractor_photos} distractor photos + {corpus.derived} derived tiles"
     )
+    duplicates = dataset.dropped_duplicates(cache)
+    for left in duplicates:
+        out(f"left out of the pool: {left['photo']} = {left['same picture as']} ({left['by']})")
     timings = scan(corpus, workers)
     distractors = np.flatnonzero([u.original < 0 for u in corpus.uploads])
     calibration = np.zeros(len(corpus.uploads), dtype=bool)
@@ -283,6 +287,7 @@ def run(cache: Path, workers: int, out: Callable[[str], None]) -> dict[str, Any]
     final = evaluate_pipeline(corpus, threshold, calibration)
     return {
         "corpus": corpus,
+        "left_out_as_duplicates": duplicates,
         "ideas": ideas,
         "final": final,
         "timings_ms": timings,

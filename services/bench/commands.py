@@ -231,6 +231,7 @@ def accuracy(cache: Path, workers: int, json_path: Path, out: Out = print) -> in
             "derived_tiles": corpus.derived,
             "edited_copies": sum(u.original >= 0 for u in corpus.uploads),
             "matching": "in process, the matcher's code",
+            "left_out_as_duplicates": results["left_out_as_duplicates"],
             "final": vars(final),
             "ideas": [vars(o) for o in ideas],
             "timings_ms": results["timings_ms"],

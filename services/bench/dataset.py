@@ -47,7 +47,7 @@ SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 _SIGNATURES = re.compile(rb"\xff\xd8\xff|\x89PNG\r\n\x1a\n|RIFF....WEBP", re.DOTALL)
 MIN_SIDE, MAX_SIDE, MAX_ASPECT = 200, 1024, 2.5
 DUPLICATE_DISTANCE = 48  # well above PDQ's match threshold of 31
-POOL_VERSION = 2  # 2: reframed duplicates found by keypoints too
+POOL_VERSION = 3  # 2: reframed duplicates found by keypoints too; 3: wallpaper sizes, a list
 _NEIGHBOURS = 10
 
 
@@ -77,7 +77,8 @@ def prepare(cache: Path) -> list[Photo]:
         path = cache / "photos" / f"{len(kept):05d}.jpg"
         photo.save(path, "JPEG", quality=95)
         kept.append(Photo(str(path), source, origin))
-    kept = _without_reframed_duplicates(kept)
+    kept, dropped = _without_reframed_duplicates(kept)
+    (cache / f"photos-v{POOL_VERSION}-dropped.json").write_text(json.dumps(dropped, indent=1))
     manifest.write_text(json.dumps([asdict(p) for p in kept], indent=0))
     log.info("photo pool ready", extra={"fields": {"photos": len(kept)}})
     return kept
@@ -159,14 +160,16 @@ def _admit(image: Image.Image, hashes: list[str]) -> Image.Image | None:
     return rgb
 
 
-def _without_reframed_duplicates(photos: list[Photo]) -> list[Photo]:
-    """Drop photos that are an earlier one reframed: embedding cosine over 0.92, or keypoints.
+def _without_reframed_duplicates(photos: list[Photo]) -> tuple[list[Photo], list[dict[str, str]]]:
+    """Drop photos that are an earlier one reframed; the kept ones, and why each other went.
 
-    PDQ catches re-encodes and small edits; packages also ship the same photograph cropped or
-    framed differently (gcompris uses one picture in several activities; wallpapers come in
-    landscape and portrait cuts), which only the embedding, or the keypoints of the picture
-    both cuts share, see. Such a pair left in the pool would count a true copy as a false
-    positive.
+    PDQ catches re-encodes and small edits; packages also ship the same picture in other sizes
+    and cuts (a KDE wallpaper folder holds one picture in several aspect ratios; gcompris uses one
+    picture in several activities; hugin shows one panorama in several projections). Left in,
+    such a pair would count a true copy as a false positive. Three tests, in order: the same
+    wallpaper folder; an embedding cosine over 0.92; 20 keypoints agreeing with one of the 10
+    nearest earlier photos. The last is the matcher's own test, so its drops are listed (in
+    ``photos-vN-dropped.json``, and by the benchmark) for a person to check.
     """
     from services.ingest.signals import SignalModels
 
@@ -176,24 +179,53 @@ def _without_reframed_duplicates(photos: list[Photo]) -> list[Photo]:
     vectors = np.stack([models.embedder.embed(image) for image in pixels])
     keypoints = [models.keypoints.extract(image) for image in pixels]
     similar = vectors @ vectors.T
-    keep = [
-        i
-        for i in range(len(photos))
-        if not (similar[i, :i] > 0.92).any() and not _reframes(i, similar[i, :i], keypoints)
-    ]
-    dropped = set(range(len(photos))) - set(keep)
-    for index in dropped:
-        Path(photos[index].path).unlink()
-    return [photos[i] for i in keep]
+    kept: list[Photo] = []
+    dropped: list[dict[str, str]] = []
+    for index, photo in enumerate(photos):
+        found = _duplicate_of(index, photos, similar[index, :index], keypoints)
+        if found is None:
+            kept.append(photo)
+            continue
+        earlier, why = found
+        Path(photo.path).unlink()
+        dropped.append(
+            {"photo": _name(photo), "same picture as": _name(photos[earlier]), "by": why}
+        )
+    return kept, dropped
 
 
-def _reframes(photo: int, cosines: np.ndarray, keypoints: list[Keypoints]) -> bool:
-    """Whether the keypoints of ``photo`` agree with one of its nearest earlier photos'."""
+def _duplicate_of(
+    index: int, photos: list[Photo], cosines: np.ndarray, keypoints: list[Keypoints]
+) -> tuple[int, str] | None:
+    """An earlier photo that ``photos[index]`` is the same picture as, and how it shows."""
+    folder = _wallpaper(photos[index])
+    for earlier in range(index):
+        if folder is not None and _wallpaper(photos[earlier]) == folder:
+            return earlier, "the same wallpaper folder"
+    if len(cosines) and cosines.max() > 0.92:
+        return int(cosines.argmax()), f"embedding cosine {cosines.max():.3f}"
     threshold = BankPolicy().keypoint_threshold
-    return any(
-        agreeing_keypoints(keypoints[photo], keypoints[earlier]) >= threshold
-        for earlier in np.argsort(-cosines)[:_NEIGHBOURS]
-    )
+    for earlier in np.argsort(-cosines)[:_NEIGHBOURS]:
+        agreeing = agreeing_keypoints(keypoints[index], keypoints[earlier])
+        if agreeing >= threshold:
+            return int(earlier), f"{agreeing} keypoints agree"
+    return None
+
+
+def _wallpaper(photo: Photo) -> str | None:
+    """The wallpaper a KDE-packaged image belongs to (``<name>/contents/images/<size>``)."""
+    head, found, _ = photo.origin.partition("/contents/images")
+    return f"{photo.source}:{head}" if found else None
+
+
+def _name(photo: Photo) -> str:
+    return f"{photo.source}:{photo.origin}"
+
+
+def dropped_duplicates(cache: Path) -> list[dict[str, str]]:
+    """The photos the pool left out as the same picture as another, and why."""
+    listed = cache.resolve() / f"photos-v{POOL_VERSION}-dropped.json"
+    return list(json.loads(listed.read_text())) if listed.exists() else []
 
 
 def looks_like_a_photo(image: Image.Image) -> bool:

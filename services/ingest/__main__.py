@@ -18,7 +18,9 @@ def main() -> int:
     eraser_logging.configure("ingest")
     settings = load_settings(IngestSettings)
     metrics = IngestMetrics()
-    models = SignalModels.load(settings.embeddings, settings.keypoints)
+    # Keypoints are checked only against entries the embedding shortlists: without embeddings
+    # they would cost time and bytes for nothing.
+    models = SignalModels.load(settings.embeddings, settings.keypoints and settings.embeddings)
     processor = IngestProcessor(
         settings.topics, MediaFetcher(settings.media), settings.media.max_pixels, metrics, models
     )

@@ -19,12 +19,11 @@ from services.matcher.generation import (
     DIGESTS,
     DIMENSIONS,
     FORMAT_VERSION,
-    KEYPOINT_BYTES,
     Generation,
     Member,
 )
 from services.matcher.mih import MultiIndexHash
-from services.matcher.storage import Rows, Streamed
+from services.matcher.storage import PackedRows, Rows, Streamed
 from services.shared.keypoints import RECORD
 
 
@@ -104,8 +103,11 @@ def _keypoints(
     added: Sequence[Member],
     first_added: int,
     arrays: dict[str, np.ndarray],
-) -> list[Rows]:
-    """Sets ``kp_key`` and ``kp_length``; the keypoint rows, old ones read as they are written."""
+) -> Streamed:
+    """Sets ``kp_key`` and ``kp_length``; the keypoint rows, old ones read as they are written.
+
+    Rows are as wide as the most keypoints any entry has (300 from eraser's own registrar).
+    """
     kept = renumber[old.full("kp_key")] if old else np.empty(0, dtype=np.int64)
     alive = np.flatnonzero(kept >= 0)
     new = [(first_added + n, m.keypoints) for n, m in enumerate(added) if m.keypoints]
@@ -116,19 +118,20 @@ def _keypoints(
             [len(packed) // RECORD.itemsize for _, packed in new],
         ]
     ).astype(np.uint16)
-    rows = np.zeros((len(new), KEYPOINT_BYTES), dtype=np.uint8)
-    for row, (_, packed) in enumerate(new):
-        rows[row, : len(packed)] = np.frombuffer(packed, dtype=np.uint8)
-    return [*([Rows(old.full("kp"), alive)] if old else []), Rows(rows)]
+    old_rows = old.full("kp") if old else np.empty((0, 0), np.uint8)
+    width = max([1, old_rows.shape[1], *(len(packed) for _, packed in new)])
+    parts: list[Rows | PackedRows] = [Rows(old_rows, alive)] if old else []
+    parts.append(PackedRows([packed for _, packed in new], width))
+    return Streamed(parts, width, np.dtype(np.uint8))
 
 
 def bulk(
     arrays: dict[str, np.ndarray],
-    codes: np.ndarray | list[Rows],
+    codes: np.ndarray | Sequence[Rows | PackedRows],
     banks: list[str],
     offsets: dict[int, int],
     folder: Path,
-    keypoints: list[Rows] | None = None,
+    keypoints: Streamed | None = None,
 ) -> Generation:
     """A generation from arrays; saved in ``folder`` unless it is ``Path()``.
 
@@ -153,9 +156,9 @@ def bulk(
     arrays.setdefault("kp_length", np.empty(0, dtype=np.uint16))
     streamed = {
         "codes": Streamed(
-            [Rows(codes)] if isinstance(codes, np.ndarray) else codes, 4, np.dtype(np.uint64)
+            [Rows(codes)] if isinstance(codes, np.ndarray) else list(codes), 4, np.dtype(np.uint64)
         ),
-        "kp": Streamed(keypoints or [], KEYPOINT_BYTES, np.dtype(np.uint8)),
+        "kp": keypoints or Streamed([], 1, np.dtype(np.uint8)),
     }
     meta = {
         "version": FORMAT_VERSION,

@@ -21,7 +21,7 @@ from services.matcher.bloom import bloom_has, id_hashes
 from services.matcher.columns import Column
 from services.matcher.index import VectorIndex
 from services.matcher.mih import CHUNKS, MultiIndexHash
-from services.shared.keypoints import MAX_KEYPOINTS, RECORD
+from services.shared.keypoints import RECORD
 from services.shared.schemas import Signal
 
 FORMAT_VERSION = 3  # 3: keypoints
@@ -41,7 +41,6 @@ SPARSE = (
     "kp_key",
 )
 DIGESTS = (("sha256", 32), ("md5", 16))
-KEYPOINT_BYTES = MAX_KEYPOINTS * RECORD.itemsize  # each entry's keypoints: one fixed-width row
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,10 @@ class MatcherProcessor:
             )
             vectors = [embeddings_of(event.data.embeddings) for event in events]
             similar = self._registry.similar(vectors, self._policies.lowest_embedding_threshold())
-            nearest = self._registry.nearest(vectors, self._shortlist.entries)
+            with_keypoints = [
+                vectors[n] if e.data.keypoints else vectors[n][:0] for n, e in enumerate(events)
+            ]
+            nearest = self._registry.nearest(with_keypoints, self._shortlist.entries)
         with self._metrics.stage_seconds.labels("verify").time():
             agreeing = [
                 self._verified(event.data, candidates, pdq)
@@ -102,8 +105,11 @@ class MatcherProcessor:
             policy = self._policies.for_bank(entry.bank)
             if cosine < self._shortlist.min_cosine or not policy.enabled:
                 continue
-            if near.get(entry, 256) <= policy.pdq_threshold:
-                continue  # a PDQ match already: keypoints would add nothing
+            if (
+                near.get(entry, 256) <= policy.auto_threshold
+                and hashed.pdq_quality >= policy.quality_floor
+            ):
+                continue  # a PDQ match strong enough to act on: keypoints would add nothing
             registered = self._registry.keypoints_of(entry)
             count = agreeing_keypoints(upload, registered) if registered else 0
             if count >= policy.keypoint_threshold:

@@ -3,7 +3,8 @@
 Every matcher replica replays the (compacted) registry topic — from its last snapshot's offsets
 when it has one — then keeps reading it (``shared/follower.py``), so a registration or withdrawal
 published anywhere reaches every replica within a poll. A record keyed by entry id replaces the
-entry; a tombstone (null value) withdraws it. Only hashes are held; no image reaches the matcher.
+entry; a tombstone (null value) withdraws it. Only hashes and features (embeddings, keypoints) are
+held; no image reaches the matcher.
 
 State is a large immutable :class:`Generation` (memory-mapped arrays, multi-index-hash PDQ
 search) plus a small mutable :class:`Delta` (a FAISS flat index and dictionaries) for changes since,

@@ -42,17 +42,47 @@ class Rows:
                 yield np.asarray(self.array[self.indices[start : start + size]])
 
 
+class PackedRows:
+    """Byte strings as rows of uint8, zero-padded to ``width``, made a slice at a time."""
+
+    def __init__(self, values: list[bytes], width: int) -> None:
+        self.values, self.width = values, width
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def pieces(self) -> Iterator[np.ndarray]:
+        """The rows, about 32 MB at a time."""
+        size = max(1, _PIECE_BYTES // max(1, self.width))
+        for start in range(0, len(self), size):
+            chunk = self.values[start : start + size]
+            rows = np.zeros((len(chunk), self.width), dtype=np.uint8)
+            for row, value in enumerate(chunk):
+                rows[row, : len(value)] = np.frombuffer(value, dtype=np.uint8)
+            yield rows
+
+
 @dataclass(frozen=True)
 class Streamed:
-    """A large 2-D array given as parts, written to its file without being joined in memory."""
+    """A large 2-D array given as parts, written to its file without being joined in memory.
 
-    parts: list[Rows]
+    Parts narrower than ``width`` are zero-padded on the right.
+    """
+
+    parts: list[Rows | PackedRows]
     width: int
     dtype: np.dtype[Any]
 
+    def pieces(self) -> Iterator[np.ndarray]:
+        """Every part's rows, ``width`` wide."""
+        for part in self.parts:
+            for piece in part.pieces():
+                missing = self.width - piece.shape[1]
+                yield np.pad(piece, ((0, 0), (0, missing))) if missing else piece
+
     def joined(self) -> np.ndarray:
         """The whole array in memory (for a generation that is not saved)."""
-        pieces = [piece for part in self.parts for piece in part.pieces()]
+        pieces = list(self.pieces())
         return np.concatenate([np.empty((0, self.width), self.dtype), *pieces]).astype(self.dtype)
 
 
@@ -95,9 +125,8 @@ def _write_rows(path: Path, large: Streamed) -> None:
             "shape": (count, large.width),
         }
         np.lib.format.write_array_header_1_0(file, header)
-        for part in large.parts:
-            for piece in part.pieces():
-                file.write(np.ascontiguousarray(piece, dtype=large.dtype).tobytes())
+        for piece in large.pieces():
+            file.write(np.ascontiguousarray(piece, dtype=large.dtype).tobytes())
 
 
 def _read_rows(path: Path, count: int, size: int = 1 << 20) -> Iterator[np.ndarray]:

@@ -4,8 +4,8 @@ The matcher's check for copies that global hashes miss (an overlay over part of 
 small rotation, the picture inside a screenshot). Each upload keypoint is paired with its nearest
 entry keypoint by descriptor, if clearly nearer than the second nearest (Lowe's ratio test); RANSAC
 then finds the rotation, scale and shift that most pairs agree on. The answer is how many distinct
-keypoints agree. Unrelated photographs score a few: on the accuracy benchmark's 187,600 unrelated
-pairs, at most 6 (docs/benchmarks.md).
+keypoints agree. Unrelated photographs score a few: at most 9 on the accuracy benchmark
+(docs/benchmarks.md).
 
 A transform that collapses the upload to a speck, or pairs that bunch in a corner, would let
 chance agreements count, so transforms must keep the scale within 1:5 either way, and the agreeing

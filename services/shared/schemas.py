@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -82,7 +83,8 @@ Embedding = Annotated[
 ]
 KeypointsText = Annotated[
     str,
-    BeforeValidator(check_text),
+    StringConstraints(max_length=24_000),  # 500 records of 36 bytes, base64
+    AfterValidator(check_text),
     Field(
         description="ORB keypoints of the image scaled to at most 512 px: base64 of 36-byte "
         "records (x, y in eighths of a pixel as little-endian uint16; 32-byte descriptor), at "
@@ -254,7 +256,7 @@ class BankPolicy(Schema):
     keypoint_threshold: int = Field(
         default=20,
         ge=1,
-        le=500,
+        le=256,
         description="Keypoints in geometric agreement at or above which to match (unrelated "
         "photographs reach 9 on the accuracy benchmark).",
     )
@@ -313,6 +315,9 @@ class Signals(Schema):
     def _not_empty(self) -> Signals:
         if not (self.pdq or self.sha256 or self.md5 or self.embedding or self.keypoints):
             raise ValueError("at least one signal is required")
+        if self.keypoints and not self.embedding:
+            # Keypoints are checked for the entries an upload's embedding shortlists.
+            raise ValueError("keypoints need an embedding beside them")
         return self
 
 

@@ -99,3 +99,15 @@ def test_too_few_keypoints_agree_with_nothing(extractor):
     assert len(flat) == 0
     assert agreeing_keypoints(flat, keypoints_of(extractor, photo("chelsea.png"))) == 0
     assert agreeing_keypoints(Keypoints.empty(), Keypoints.empty()) == 0
+
+
+def test_a_registration_with_keypoints_needs_an_embedding_to_be_shortlisted(extractor):
+    from pydantic import ValidationError
+
+    from services.shared.schemas import Signals
+
+    text = keypoints_to_text(keypoints_of(extractor, photo("chelsea.png")))
+    with pytest.raises(ValidationError, match="keypoints need an embedding"):
+        Signals(keypoints=text)
+    with pytest.raises(ValidationError):
+        Signals(pdq=["0" * 64], keypoints="A" * 24_004)  # over 500 records

@@ -227,3 +227,27 @@ def test_keypoints_and_nearest_entries_survive_compaction_and_a_restart(rng, tmp
     registry.withdraw("e1")
     assert registry.keypoints_of(Entry("e1", "kids")) is None
     assert "e1" not in {entry.entry_id for entry, _ in registry.nearest([vectors[1:2]], 3)[0]}
+
+
+def test_keypoints_stay_right_through_withdrawals_and_wider_rows(rng, tmp_path):
+    registry = Registry(snapshot_dir=tmp_path)
+    vector = embedding_to_text(np.ones(1280, dtype=np.float32) / np.sqrt(1280))
+    texts = {f"e{n}": keypoints_text(rng, count=20 + n) for n in range(4)}
+
+    def register(entry_id):
+        signals = Signals(keypoints=texts[entry_id], embedding=[vector])
+        registry.register(EntryRegistered(entry_id=entry_id, bank="kids", signals=signals))
+
+    for entry_id in list(texts):
+        register(entry_id)
+    registry.compact({0: 4}, background=False)
+    registry.withdraw("e1")
+    texts["e4"] = keypoints_text(rng, count=90)  # wider than every row so far
+    register("e4")
+    registry.compact({0: 6}, background=False)
+    for current in (registry, Registry(load_latest(tmp_path), tmp_path)):
+        assert current.keypoints_of(Entry("e1", "kids")) is None
+        for entry_id in ("e0", "e2", "e3", "e4"):
+            assert (
+                keypoints_to_text(current.keypoints_of(Entry(entry_id, "kids"))) == texts[entry_id]
+            )
