@@ -63,12 +63,14 @@ class RegistryApplier:
         elif self._behind == 0:
             self._registry.mark_current()
 
-    def progress(self, behind: int, seconds_behind: float) -> None:
-        """Report how far behind the topic the registry is, and its size.
+    def progress(self, behind: int | None, seconds_behind: float) -> None:
+        """Report how far behind the topic the registry is (None: not known yet), and its size.
 
-        (Seconds behind are computed by the metric itself at each scrape.)
+        (Seconds behind are computed by the metric itself at each scrape.) Only a known 0 lets
+        :meth:`after_poll` mark the snapshot current.
         """
-        self._behind = behind
-        self._metrics.registry_behind.set(behind)
+        self._behind = -1 if behind is None else behind
+        if behind is not None:
+            self._metrics.registry_behind.set(behind)
         for signal, count in self._registry.counts().items():
             self._metrics.index_entries.labels(signal).set(count)

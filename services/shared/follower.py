@@ -19,7 +19,7 @@ from services.shared.config import KafkaSettings
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[int, float], None]
+Progress = Callable[[int | None, float], None]  # records behind (None: not known yet)
 """Called after every poll with (records behind the end, :meth:`TopicFollower.seconds_behind`)."""
 
 
@@ -125,7 +125,7 @@ class TopicFollower:
             if behind == 0:
                 self._in_step_at = polled_at
             if self._on_progress is not None:
-                self._on_progress(behind or 0, self.seconds_behind())
+                self._on_progress(behind, self.seconds_behind())
             if self._after_poll is not None:
                 self._after_poll(dict(self._positions))
             # An empty poll at or past the end seen at start: the replay is complete. (Some

@@ -251,3 +251,22 @@ def test_keypoints_stay_right_through_withdrawals_and_wider_rows(rng, tmp_path):
             assert (
                 keypoints_to_text(current.keypoints_of(Entry(entry_id, "kids"))) == texts[entry_id]
             )
+
+
+def test_the_snapshot_is_marked_current_only_when_the_follower_knows_it_is_level(
+    rng, tmp_path, monkeypatch
+):
+    from services.matcher.applier import RegistryApplier
+    from services.shared.metrics import MatcherMetrics
+
+    registry = Registry(snapshot_dir=tmp_path)
+    applier = RegistryApplier(registry, MatcherMetrics())
+    marked = []
+    monkeypatch.setattr(registry, "mark_current", lambda: marked.append(True))
+    for behind in (None, 3):  # end offsets not known yet; or records still to apply
+        applier.progress(behind, 0.0)
+        applier.after_poll({0: 0})
+    assert marked == []
+    applier.progress(0, 0.0)
+    applier.after_poll({0: 0})
+    assert marked == [True]
