@@ -8,9 +8,18 @@ from __future__ import annotations
 
 import numpy as np
 
+_PIECE = 1 << 20  # ids hashed and filter bits set a million at a time: bounded working memory
+
 
 def id_hashes(ids: np.ndarray) -> np.ndarray:
     """A 64-bit hash of each fixed-width id (vectorised: 8 bytes at a time, SplitMix64-mixed)."""
+    hashes = np.empty(len(ids), dtype=np.uint64)
+    for start in range(0, len(ids), _PIECE):
+        hashes[start : start + _PIECE] = _hashed(ids[start : start + _PIECE])
+    return hashes
+
+
+def _hashed(ids: np.ndarray) -> np.ndarray:
     width = -(-ids.dtype.itemsize // 8) * 8
     padded = np.zeros((len(ids), width), dtype=np.uint8)
     if len(ids):
@@ -40,12 +49,13 @@ def bloom_filter(hashes: np.ndarray) -> np.ndarray:
     """A Bloom filter of about 8 bits per id and 3 probes (under 1% false positives)."""
     bits = 1 << max(6, int(8 * max(1, len(hashes)) - 1).bit_length())
     filter_ = np.zeros(bits // 8, dtype=np.uint8)
-    for position in _bloom_positions(hashes, bits):
-        np.bitwise_or.at(
-            filter_,
-            position >> np.uint64(3),
-            np.left_shift(1, position & np.uint64(7)).astype(np.uint8),
-        )
+    for start in range(0, len(hashes), _PIECE):
+        for position in _bloom_positions(hashes[start : start + _PIECE], bits):
+            np.bitwise_or.at(
+                filter_,
+                position >> np.uint64(3),
+                np.left_shift(1, position & np.uint64(7)).astype(np.uint8),
+            )
     return filter_
 
 
