@@ -134,6 +134,12 @@ class Deployment:
             self.read()
         return {u: self.verdicts[u][0] for u in wanted if u in self.verdicts}
 
+    def wait_for_actions(self, count: int, timeout_s: float = 30.0) -> None:
+        """Read until at least `count` actions arrived or time runs out."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and len(self.actions) < count:
+            self.read()
+
     def read(self, timeout_ms: int = 200) -> int:
         """Take in whatever verdicts and actions arrived; how many records."""
         received = self._reader.read(timeout_ms)

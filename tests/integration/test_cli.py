@@ -68,6 +68,7 @@ def test_run_register_withdraw_with_any_kafka_client(broker, tmp_path):
         verdict = eraser.wait_for_verdicts([upload_id])[upload_id]
         assert verdict.verdict == "match", verdict.error
         assert verdict.matches[0].entry_id == entry_id
+        eraser.wait_for_actions(1)
         eraser.settle(1.0)
         assert [(a.content_id, a.entry_id, a.action) for a in eraser.actions] == [
             ("post-1", entry_id, "remove")

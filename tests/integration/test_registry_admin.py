@@ -143,6 +143,7 @@ def test_a_negative_bank_match_suppresses_actions(make_eraser):
     coffee = eraser.upload("coffee-copy", photo_bytes("coffee.png"))
     chelsea = eraser.upload("chelsea-copy", photo_bytes("chelsea.png"))
     verdicts = eraser.wait_for_verdicts([coffee, chelsea])
+    eraser.wait_for_actions(1)
     eraser.settle(2.0)
     assert {m.bank for m in verdicts[coffee].matches} == {"stock", "kids"}
     assert [(a.content_id, a.bank) for a in eraser.actions] == [("chelsea-copy", "kids")]

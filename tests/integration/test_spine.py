@@ -9,14 +9,15 @@ from PIL import ImageOps
 
 from tests.images import encode, photo, photo_bytes
 
-# The regulator bank acts only on PDQ (its embedding thresholds are out of reach), with a strict
-# auto threshold, so weaker PDQ matches go to review.
+# The regulator bank acts only on PDQ (its embedding and keypoint thresholds are out of reach),
+# with a strict auto threshold, so weaker PDQ matches go to review.
 BANKS = {
     "regulator": {
         "auto_threshold": 8,
         "action": "hide",
         "embedding_threshold": 1.0,
         "agreement_embedding_threshold": 1.0,
+        "keypoint_threshold": 256,
     }
 }
 
@@ -75,6 +76,7 @@ def test_copies_match_unrelated_photos_do_not_and_withdrawal_takes_effect(make_e
         for n, (cid, data, copies) in enumerate(uploads)
     }
     verdicts = eraser.wait_for_verdicts(ids)
+    eraser.wait_for_actions(len(EXPECTED_ACTIONS))
     eraser.settle()
 
     assert set(verdicts) == set(ids), "every upload gets a verdict"
