@@ -272,7 +272,7 @@ def stage_seconds(port: int) -> dict[str, tuple[float, float]]:
         text = answer.read().decode()
     found: dict[str, list[float]] = {}
     for kind, stage, value in re.findall(
-        r'eraser_\w+_stage_seconds_(sum|count)\{stage="(\w+)"\} ([0-9.e+-]+)', text
+        r'eraser_\w+_stage_seconds_(sum|count)\{[^}]*\bstage="(\w+)"[^}]*\} ([0-9.e+-]+)', text
     ):
         found.setdefault(stage, [0.0, 0.0])[0 if kind == "sum" else 1] += float(value)
     return {stage: (total, count) for stage, (total, count) in found.items()}
