@@ -381,6 +381,15 @@ def _report_pipeline(results: dict[str, Any], json_path: Path, out: Out) -> int:
             for q in (50, 95, 99)
         ),
         *(
+            (
+                f"upload to verdict, p50 / p99: {kind}",
+                f"{ms['p50']:.0f} / {ms['p99']:.0f} ms",
+                "",
+                "",
+            )
+            for kind, ms in load.verdict_percentiles_by_class().items()
+        ),
+        *(
             (f"CPU ms per upload: {name}", f"{ms:.1f}", "", "")
             for name, ms in results["cpu_ms_per_upload"].items()
         ),
@@ -410,6 +419,7 @@ def _report_pipeline(results: dict[str, Any], json_path: Path, out: Out) -> int:
                 for which in ("verdict", "action")
                 for q in (50, 95, 99)
             },
+            "verdict_latency_ms_by_media": load.verdict_percentiles_by_class(),
             "maximum_run_latency_ms": {
                 f"verdict_p{q}": maximum.percentile("verdict", q) for q in (50, 99)
             },

@@ -53,6 +53,7 @@ MIX = (
     ("WEBP", 1024, 0.10),
     ("WEBP", 2048, 0.05),
 )
+_CLASSES = [f"{fmt} {side} px" for fmt, side, _ in MIX] + ["copy"]
 REGISTERED = 10
 MATCHING_SHARE = 0.01
 
@@ -99,6 +100,14 @@ def prepare_media(cache: Path, root: Path, per_class: int = 6) -> Media:
     return media
 
 
+def media_class(path: Path) -> str:
+    """The mix class a file was made for ("JPEG 4032 px"), or "copy" for a registered copy."""
+    if path.name.startswith("copy-"):
+        return "copy"
+    fmt, side, _ = MIX[int(path.name.split("-")[1])]
+    return f"{fmt} {side} px"
+
+
 def plan(media: Media, uploads: int, seed: int = 11) -> list[Path]:
     """Which file each upload points at: the mix, with about 1% copies of registered photos."""
     rng = random.Random(seed)
@@ -140,6 +149,7 @@ class Run:
     seconds: float = 0.0
     verdict_latencies: list[float] = field(default_factory=list)
     action_latencies: list[float] = field(default_factory=list)
+    verdict_latencies_by_class: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -150,6 +160,15 @@ class Run:
         """A latency percentile in milliseconds."""
         values = self.verdict_latencies if which == "verdict" else self.action_latencies
         return float(np.percentile(values, q) * 1000) if values else float("nan")
+
+    def verdict_percentiles_by_class(self) -> dict[str, dict[str, float]]:
+        """p50 and p99 upload-to-verdict milliseconds of each media class, by class name."""
+        return {
+            kind: {f"p{q}": float(np.percentile(values, q) * 1000) for q in (50, 99)}
+            for kind, values in sorted(
+                self.verdict_latencies_by_class.items(), key=lambda item: _CLASSES.index(item[0])
+            )
+        }
 
 
 class Driver:
@@ -163,6 +182,7 @@ class Driver:
             fetch_max_wait_ms=10,
         )
         self._sent: dict[str, float] = {}
+        self._classes: dict[str, str] = {}
         self._verdicts: dict[str, float] = {}
         self._actions: dict[str, float] = {}
 
@@ -171,6 +191,7 @@ class Driver:
         upload = UploadReceived(content_id=f"c-{uuid.uuid4().hex[:12]}", media_url=path.as_uri())
         upload_id = self._deployment.upload_event(upload, flush=False)
         self._sent[upload_id] = time.time()
+        self._classes[upload_id] = media_class(path)
         return upload_id
 
     def flush(self) -> None:
@@ -200,7 +221,11 @@ class Driver:
         run = Run(len(ids), seconds)
         for upload_id in ids:
             if upload_id in self._verdicts:
-                run.verdict_latencies.append(self._verdicts[upload_id] - self._sent[upload_id])
+                latency = self._verdicts[upload_id] - self._sent[upload_id]
+                run.verdict_latencies.append(latency)
+                run.verdict_latencies_by_class.setdefault(self._classes[upload_id], []).append(
+                    latency
+                )
             if upload_id in self._actions:
                 run.action_latencies.append(self._actions[upload_id] - self._sent[upload_id])
         return run
@@ -232,10 +257,13 @@ def offered(
     next_sample = started
     while (elapsed := time.perf_counter() - started) < seconds:
         due = int(elapsed * rate) + 1
-        while len(ids) < due:
-            ids.append(driver.send(files[len(ids) % len(files)]))
-        driver.flush()
-        driver.collect(timeout_ms=2)
+        if len(ids) < due:
+            while len(ids) < due:
+                ids.append(driver.send(files[len(ids) % len(files)]))
+            driver.flush()
+        # Read until the next upload is due: a busy loop here would take CPU from the pipeline.
+        until_next = (len(ids) / rate - (time.perf_counter() - started)) * 1000
+        driver.collect(timeout_ms=max(1, min(100, int(until_next))))
         if sample is not None and time.perf_counter() >= next_sample:
             sample()
             next_sample += 10.0
