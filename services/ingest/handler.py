@@ -55,9 +55,9 @@ class IngestProcessor:
         self._metrics = metrics
         self._models = models or SignalModels()
 
-    def process(self, events: Sequence[CloudEvent[UploadReceived]]) -> list[Result]:
-        """Scan each upload; one result per event."""
-        return [self._scan_one(event) for event in events]
+    def process(self, events: Sequence[CloudEvent[UploadReceived]]) -> Iterator[Result]:
+        """Scan each upload; one result per event, each as soon as it is scanned."""
+        return (self._scan_one(event) for event in events)
 
     def on_poison(self, record: ConsumerRecord, error: PoisonError) -> list[Outgoing]:
         """An ``error`` verdict for an upload that cannot be scanned, if its id is readable."""

@@ -1,11 +1,12 @@
 """The consume → process → produce → commit loop, written once for all three services.
 
-Offsets are committed by hand, only after every record a batch produced has been acknowledged by
-the broker, so a crash at any point means the batch is read again (at-least-once; repeated outputs
-carry the same CloudEvent id). A record that can never be processed goes to the service's
-dead-letter topic with the reason in its headers; anything unexpected stops the loop without a
-commit, and so does a flush the brokers do not acknowledge in time. SIGTERM lets the current batch
-finish, flush and commit before the clients close.
+Each record's outputs are sent as soon as they exist (a batch's first verdict need not wait for
+its last scan), and offsets are committed by hand, only after every record a batch produced has
+been acknowledged by the broker, so a crash at any point means the batch is read again
+(at-least-once; repeated outputs carry the same CloudEvent id). A record that can never be
+processed goes to the service's dead-letter topic with the reason in its headers; anything
+unexpected stops the loop without a commit, and so does a flush the brokers do not acknowledge in
+time. SIGTERM lets the current batch finish, flush and commit before the clients close.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol
 
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import CommitFailedError
+from kafka.producer.future import FutureRecordMetadata
 
 from services.shared.config import KafkaSettings
 from services.shared.errors import PoisonError
@@ -56,8 +58,8 @@ class Processor(Protocol, Generic[DataT]):
 
     model: type[DataT]
 
-    def process(self, events: Sequence[CloudEvent[DataT]]) -> list[Result]:
-        """Process valid events; one result per event, in order."""
+    def process(self, events: Sequence[CloudEvent[DataT]]) -> Iterable[Result]:
+        """Process valid events; one result per event, in order (lazily, if it can)."""
 
     def on_poison(self, record: ConsumerRecord, error: PoisonError) -> list[Outgoing]:
         """Records to produce besides the dead letter (an error verdict, say)."""
@@ -159,7 +161,7 @@ class ConsumeLoop(Generic[DataT]):
                 records = self._poll()
                 if records:
                     started = time.perf_counter()
-                    self._produce(self._handle(records))
+                    self._flush(self._handle(records))
                     self._commit(records)
                     self._metrics.batch_seconds.observe(time.perf_counter() - started)
                 self._health.beat()
@@ -171,7 +173,8 @@ class ConsumeLoop(Generic[DataT]):
         batches = self._consumer.poll(timeout_ms=100)
         return [record for tp in sorted(batches) for record in batches[tp]]
 
-    def _handle(self, records: list[ConsumerRecord]) -> list[Outgoing]:
+    def _handle(self, records: list[ConsumerRecord]) -> list[tuple[Outgoing, FutureRecordMetadata]]:
+        """Process the batch, sending each record's outputs as soon as they exist."""
         parsed: list[CloudEvent[DataT] | PoisonError] = []
         for record in records:
             try:
@@ -180,13 +183,13 @@ class ConsumeLoop(Generic[DataT]):
                 parsed.append(error)
         valid = [event for event in parsed if not isinstance(event, PoisonError)]
         results = iter(self._processor.process(valid))
-        outgoing: list[Outgoing] = []
+        sent: list[tuple[Outgoing, FutureRecordMetadata]] = []
         for record, item in zip(records, parsed, strict=True):
             result = item if isinstance(item, PoisonError) else next(results)
             produced = self._reject(record, result) if isinstance(result, PoisonError) else result
-            outgoing.extend(produced)
+            sent.extend((out, self._send(out)) for out in produced)
             self._log_record(record, item, result, produced)
-        return outgoing
+        return sent
 
     def _log_record(
         self,
@@ -221,18 +224,19 @@ class ConsumeLoop(Generic[DataT]):
             *self._processor.on_poison(record, error),
         ]
 
-    def _produce(self, outgoing: list[Outgoing]) -> None:
-        futures = [
-            self._producer.send(out.topic, key=out.key, value=out.value, headers=list(out.headers))
-            for out in outgoing
-        ]
+    def _send(self, out: Outgoing) -> FutureRecordMetadata:
+        return self._producer.send(
+            out.topic, key=out.key, value=out.value, headers=list(out.headers)
+        )
+
+    def _flush(self, sent: list[tuple[Outgoing, FutureRecordMetadata]]) -> None:
         # Raises KafkaTimeoutError when the brokers do not acknowledge in time: the loop stops
         # without committing (the batch is read again after a restart) instead of hanging.
         self._producer.flush(timeout=self._flush_timeout_s)
-        for future in futures:
+        for _, future in sent:
             if future.failed():
                 raise future.exception
-        for out in outgoing:
+        for out, _ in sent:
             self._metrics.produced.labels(out.kind).inc()
 
     def _commit(self, records: list[ConsumerRecord]) -> None:

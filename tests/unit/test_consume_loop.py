@@ -164,12 +164,25 @@ def upload(content_id):
     return encode(event)
 
 
-def make_loop(consumer, producer=None, metrics=None, health=None):
+class OneAtATimeProcessor(EchoProcessor):
+    """Yields results lazily, noting how many records had been sent before each one's work."""
+
+    def __init__(self, producer):
+        self.producer = producer
+        self.sent_before = []
+
+    def process(self, events: Sequence):
+        for result, event in zip(super().process(events), events, strict=True):
+            self.sent_before.append((event.data.content_id, len(self.producer.sent)))
+            yield result
+
+
+def make_loop(consumer, producer=None, metrics=None, health=None, processor=None):
     return ConsumeLoop(
         service="ingest",
         consumer=consumer,
         producer=producer or FakeProducer(),
-        processor=EchoProcessor(),
+        processor=processor or EchoProcessor(),
         topics=["uploads"],
         dlq_topic="dlq",
         metrics=metrics or ServiceMetrics("test"),
@@ -212,6 +225,19 @@ def test_poison_goes_to_the_dead_letter_topic_and_the_rest_flows_in_order():
     assert consumer.committed == [{0: 14}]
     assert consumer.closed
     assert consumer.topics == ["uploads"]
+
+
+def test_each_records_output_is_sent_before_the_next_record_is_processed():
+    consumer, producer = FakeConsumer([], threading.Event()), FakeProducer()
+    consumer.batches = [
+        [record(upload(c), topic="uploads", offset=n, key=c.encode()) for n, c in enumerate("abc")]
+    ]
+    processor = OneAtATimeProcessor(producer)
+    make_loop(consumer, producer, processor=processor).run()
+    # Poison would be sent in between too; here every record is valid and yields one output.
+    assert processor.sent_before == [("a", 0), ("b", 1), ("c", 2)]
+    assert [key for _, key, _, _ in producer.sent] == [b"a", b"b", b"c"]
+    assert consumer.committed == [{0: 3}]
 
 
 def test_nothing_is_committed_when_the_broker_refuses_output():
