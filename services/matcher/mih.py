@@ -7,6 +7,12 @@ have it; a query looks up its own chunk values and every value within 2 bits of 
 chunk), and only those candidates are checked against the full 256 bits. Nothing within the radius
 can be missed, and a query touches about 14,000 of 10 million hashes instead of all of them.
 
+Below 35 fewer probes suffice. Write the radius as 12 q + a (a < 12): if the first a + 1 chunks
+each differed in more than q bits and the others in more than q - 1, the chunks alone would differ
+in at least 12 q + a + 1 bits. So the first a + 1 chunks are probed within q bits and the rest
+within q - 1 (Norouzi, Punjani and Fleet's multi-index hashing): at the default radius 31, 8
+chunks within 2 bits and 4 within 1, 30% fewer candidates than probing all 12 within 2.
+
 Tables are CSR arrays (offsets per chunk value, rows sorted by value, each row number in 3 bytes
 while there are fewer than 16.7 million codes), built once and then only read, so they can be
 saved as .npy files and memory-mapped back. Queries run in small groups because the candidate
@@ -17,6 +23,7 @@ hashes the tables (96 MB of offsets) do not pay: a FAISS brute-force scan is use
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Iterator
 
 import faiss
@@ -52,7 +59,15 @@ def _flip_masks() -> np.ndarray:
     return np.array(masks, dtype=np.uint32)
 
 
-_MASKS = _flip_masks()
+_MASKS = _flip_masks()  # by number of bits flipped: the masks within d bits are a prefix
+_WITHIN = [sum(math.comb(CHUNK_BITS, f) for f in range(d + 1)) for d in range(_FLIPS + 1)]
+
+
+def probe_masks(radius: int) -> list[np.ndarray]:
+    """For each chunk, the flips to probe so that nothing within ``radius`` is missed."""
+    quotient, remainder = divmod(radius, CHUNKS)
+    flips = [quotient if chunk <= remainder else quotient - 1 for chunk in range(CHUNKS)]
+    return [_MASKS[: _WITHIN[f]] if f >= 0 else _MASKS[:0] for f in flips]
 
 
 class MultiIndexHash:
@@ -115,8 +130,10 @@ class MultiIndexHash:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         values = chunk_values(queries)
         candidate_query, candidate_row = [], []
-        for chunk in range(CHUNKS):
-            probes = values[:, chunk][:, None] ^ _MASKS[None, :]
+        for chunk, masks in enumerate(probe_masks(radius)):
+            if not len(masks):
+                continue
+            probes = values[:, chunk][:, None] ^ masks[None, :]
             starts = self.offsets[chunk][probes].ravel().astype(np.int64)
             lengths = self.offsets[chunk][probes + 1].ravel().astype(np.int64) - starts
             total = int(lengths.sum())

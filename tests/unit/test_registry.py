@@ -53,6 +53,27 @@ def test_pdq_search_is_exact_at_every_radius(rng, monkeypatch, flat_below):
         assert set(zip(query.tolist(), row.tolist(), distance.tolist(), strict=True)) == expected
 
 
+@pytest.mark.parametrize("radius", [0, 5, 12, 13, 24, 31, 35])
+def test_differences_spread_as_evenly_as_possible_over_the_chunks_are_found(
+    rng, monkeypatch, radius
+):
+    # The hardest case for the probing scheme: no chunk differs by much less than the others.
+    monkeypatch.setattr(mih, "FLAT_BELOW", 16)
+    codes = rng.integers(0, 2**63, (2000, 4), dtype=np.uint64)
+    index = MultiIndexHash.build(codes)
+    queries = codes[:60].copy()
+    for query in queries:
+        counts = np.full(mih.CHUNKS, radius // mih.CHUNKS)
+        counts[rng.choice(mih.CHUNKS, radius % mih.CHUNKS, replace=False)] += 1
+        for chunk, count in enumerate(counts):
+            for bit in chunk * mih.CHUNK_BITS + rng.choice(mih.CHUNK_BITS, count, replace=False):
+                query[bit // 64] ^= np.uint64(1) << np.uint64(bit % 64)
+    query, row, distance = index.search(queries, radius)
+    found = {(int(q), int(r)) for q, r in zip(query, row, strict=True)}
+    assert {(n, n) for n in range(len(queries))} <= found
+    assert set(distance[query == row].tolist()) == {radius}
+
+
 def test_entries_match_the_same_before_and_after_compaction(rng, tmp_path):
     registry = Registry(snapshot_dir=tmp_path, delta_limit=10)
     hashes = random_hex(rng, 50)
