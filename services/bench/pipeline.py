@@ -125,7 +125,7 @@ def _signals_of(item: tuple[Path, bool]) -> None:
     global _MODELS
     path, embeddings = item
     if _MODELS is None:
-        _MODELS = SignalModels.load(embeddings=embeddings)
+        _MODELS = SignalModels.load(embeddings=embeddings, keypoints=embeddings)  # as ingest does
     data = path.read_bytes()
     digests(data)
     image_signals(decode(data, 200_000_000, DECODE_SIDE).pixels, _MODELS)
