@@ -10,9 +10,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
+
+
+def npy_header(file: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
+    """(shape, Fortran order, dtype) of an open .npy file, left at its first byte of data."""
+    version = np.lib.format.read_magic(file)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(file)
+    return np.lib.format.read_array_header_2_0(file)
 
 
 class Column:
@@ -24,13 +32,7 @@ class Column:
         self._fd = -1
         if path is not None:
             with open(path, "rb") as file:
-                version = np.lib.format.read_magic(file)
-                read = (
-                    np.lib.format.read_array_header_1_0
-                    if version == (1, 0)
-                    else np.lib.format.read_array_header_2_0
-                )
-                shape, _, self.dtype = read(file)
+                shape, _, self.dtype = npy_header(file)
                 self._offset = file.tell()
             self._length = int(shape[0]) if shape else 0
             self._row_shape: tuple[int, ...] = tuple(shape[1:])

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from services.matcher.columns import Column
+from services.matcher.columns import Column, npy_header
 from services.matcher.generation import FORMAT_VERSION, SPARSE, Generation
 from services.matcher.mih import build_tables
 
@@ -132,13 +132,7 @@ def _write_rows(path: Path, large: Streamed) -> None:
 def _read_rows(path: Path, count: int, size: int = 1 << 20) -> Iterator[np.ndarray]:
     """The rows of an N x 4 uint64 .npy file, ``size`` at a time, read (not mapped)."""
     with open(path, "rb") as file:
-        version = np.lib.format.read_magic(file)
-        header = (
-            np.lib.format.read_array_header_1_0
-            if version == (1, 0)
-            else np.lib.format.read_array_header_2_0
-        )
-        header(file)
+        npy_header(file)
         for start in range(0, count, size):
             rows = min(size, count - start)
             yield np.fromfile(file, dtype="<u8", count=rows * 4).reshape(rows, 4)
@@ -166,13 +160,7 @@ def _map(path: Path) -> np.ndarray:
     entire id arrays into the process's memory.
     """
     with open(path, "rb") as file:
-        version = np.lib.format.read_magic(file)
-        header = (
-            np.lib.format.read_array_header_1_0
-            if version == (1, 0)
-            else np.lib.format.read_array_header_2_0
-        )
-        shape, fortran, dtype = header(file)
+        shape, fortran, dtype = npy_header(file)
         offset = file.tell()
         if shape and int(np.prod(shape)) == 0:
             return np.empty(shape, dtype=dtype)
