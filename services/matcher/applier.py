@@ -7,16 +7,13 @@ current.
 
 from __future__ import annotations
 
-import logging
-
 from kafka.consumer.fetcher import ConsumerRecord
 
 from services.matcher.registry import Registry
 from services.shared.errors import PoisonError
+from services.shared.follower import log_rejected
 from services.shared.metrics import MatcherMetrics
 from services.shared.schemas import EntryRegistered, parse_event
-
-log = logging.getLogger(__name__)
 
 
 class RegistryApplier:
@@ -42,16 +39,7 @@ class RegistryApplier:
             # Every replica reads the same record and rejects it the same way; a dead letter per
             # replica per restart would only be noise, so it is counted and logged instead.
             self._metrics.registry_records.labels("rejected").inc()
-            log.error(
-                "rejected a registry record",
-                extra={
-                    "fields": {
-                        "reason": error.reason,
-                        "partition": record.partition,
-                        "offset": record.offset,
-                    }
-                },
-            )
+            log_rejected("registry", record, error.reason)
             return
         self._registry.register(registration)
         self._metrics.registry_records.labels("registered").inc()

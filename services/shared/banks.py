@@ -6,16 +6,14 @@ negative banks); kept current by following the banks topic, so every replica agr
 
 from __future__ import annotations
 
-import logging
 import threading
 
 from kafka.consumer.fetcher import ConsumerRecord
 
 from services.shared.config import PolicySettings
 from services.shared.errors import PoisonError
+from services.shared.follower import log_rejected
 from services.shared.schemas import BankConfigured, BankPolicy, parse_event
-
-log = logging.getLogger(__name__)
 
 
 class BankBook:
@@ -67,16 +65,7 @@ class BankBook:
             if configured.bank != name:
                 raise PoisonError("record key is not the bank name")
         except PoisonError as error:
-            log.error(
-                "rejected a banks record",
-                extra={
-                    "fields": {
-                        "reason": error.reason,
-                        "partition": record.partition,
-                        "offset": record.offset,
-                    }
-                },
-            )
+            log_rejected("banks", record, error.reason)
             return
         with self._lock:
             self._configured[name] = configured

@@ -23,6 +23,16 @@ Progress = Callable[[int | None, float], None]  # records behind (None: not know
 """Called after every poll with (records behind the end, :meth:`TopicFollower.seconds_behind`)."""
 
 
+def log_rejected(what: str, record: ConsumerRecord, reason: str) -> None:
+    """Log a followed record that cannot be applied: where it is and why, never its content."""
+    log.error(
+        f"rejected a {what} record",
+        extra={
+            "fields": {"reason": reason, "partition": record.partition, "offset": record.offset}
+        },
+    )
+
+
 class TopicFollower:
     """Applies every record of a topic, in order per partition, in a background thread."""
 
