@@ -95,6 +95,11 @@ def _parser() -> argparse.ArgumentParser:
     hostile.add_argument("--json", type=Path, default=Path("results/hostile.json"))
     hostile.set_defaults(command=_bench_hostile)
 
+    conformance = benches.add_parser("pdq", help="eraser's PDQ against Meta's reference code")
+    conformance.add_argument("--cache", type=Path, default=Path(".cache/accuracy"))
+    conformance.add_argument("--json", type=Path, default=Path("results/pdq.json"))
+    conformance.set_defaults(command=_bench_pdq)
+
     schemas = commands.add_parser("schemas", help="write the JSON Schema of the public events")
     schemas.add_argument("--out", type=Path, default=SCHEMA_DIR)
     schemas.add_argument("--check", action="store_true", help="fail if the files are out of date")
@@ -208,6 +213,12 @@ def _bench_hostile(args: argparse.Namespace) -> int:
     from services.bench import commands
 
     return commands.hostile(args.json)
+
+
+def _bench_pdq(args: argparse.Namespace) -> int:
+    from services.bench import commands
+
+    return commands.pdq(args.cache, args.json)
 
 
 def _schemas(args: argparse.Namespace) -> int:

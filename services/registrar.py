@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.ingest.decoding import decode
-from services.ingest.hashing import digests
-from services.ingest.signals import DECODE_SIDE, SignalModels, reference_signals
+from services.ingest.hashing import FileDigests, digests
+from services.ingest.signals import ReferenceSignals, SignalModels, reference_signals
 from services.shared.keypoints import keypoints_to_text
 from services.shared.schemas import EntryRegistered, Signals, embedding_to_text
 
@@ -50,26 +50,53 @@ def hash_file(
     labels: dict[str, str] | None = None,
     models: SignalModels | None = None,
 ) -> Hashed:
-    """The registration for one image's bytes.
-
-    PDQ of the image and of reference crops of it (so cropped re-posts match), and with the
-    models, its embedding and keypoints. PDQ hashes under ``quality_floor`` (flat or featureless
-    views) would match unrelated uploads and are left out; an image whose own PDQ is under the
-    floor is registered by digests, embedding and keypoints only.
+    """The registration for one image's bytes: :func:`measure`, then :func:`registration`.
 
     Raises:
         MediaUndecodableError: the bytes are not a decodable image.
     """
-    files = digests(data)
-    signals = reference_signals(
-        decode(data, _MAX_PIXELS, DECODE_SIDE).pixels, models or SignalModels()
-    )
+    return registration(measure(data, models), bank, quality_floor, labels)
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What is kept of one protected image, before any bank's policy applies: no pixels."""
+
+    files: FileDigests
+    signals: ReferenceSignals
+
+
+def measure(data: bytes, models: SignalModels | None = None) -> Measured:
+    """Digests of the bytes, PDQ of the image and its reference crops, embedding and keypoints.
+
+    Local work only, so a command can check every file before it contacts Kafka. The image is
+    decoded at full size: registration is rare, and PDQ of the whole image is exactly what
+    partner hash lists hold for it.
+
+    Raises:
+        MediaUndecodableError: the bytes are not a decodable image.
+    """
+    image = decode(data, _MAX_PIXELS)
+    signals = reference_signals(image.pixels, models or SignalModels(), image.stored_colours)
+    return Measured(digests(data), signals)
+
+
+def registration(
+    measured: Measured, bank: str, quality_floor: int, labels: dict[str, str] | None = None
+) -> Hashed:
+    """The registration of a measured image in ``bank``.
+
+    PDQ hashes under ``quality_floor`` (flat or featureless views) would match unrelated uploads
+    and are left out; an image whose own PDQ is under the floor is registered by digests,
+    embedding and keypoints only.
+    """
+    files, signals = measured.files, measured.signals
     keep = [
         code
         for code, quality in zip(signals.pdq, signals.pdq_quality, strict=True)
         if quality >= quality_floor
     ]
-    registration = EntryRegistered(
+    entry = EntryRegistered(
         entry_id=entry_id_for(bank, files.sha256),
         bank=bank,
         signals=Signals(
@@ -84,7 +111,7 @@ def hash_file(
     warning = None
     if signals.pdq_quality[0] < quality_floor:
         warning = f"PDQ quality {signals.pdq_quality[0]} < {quality_floor}: registered without PDQ"
-    return Hashed(registration, warning)
+    return Hashed(entry, warning)
 
 
 def entry_id_for(bank: str, sha256: str) -> str:

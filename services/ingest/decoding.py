@@ -2,7 +2,8 @@
 
 A pure function of the bytes and the limits. Only still-image formats are opened; the pixel count is
 checked from the header before any pixel is decoded; EXIF orientation is applied; every mode
-(palette, alpha, 16-bit, CMYK, ...) is normalised to 8-bit RGB, transparency composited over white.
+(palette, alpha, 16-bit, CMYK, ...) is normalised to 8-bit RGB, transparency composited over white
+(and, for PDQ, also kept as stored: partner hash lists are made that way).
 Animated images contribute their first frame.
 """
 
@@ -26,12 +27,18 @@ _REDUCED_PIXELS = 4_000_000  # at most this many pixels after reduction
 
 @dataclass(frozen=True)
 class Decoded:
-    """A decoded image: HxWx3 uint8 pixels, upright; the format; the size it was stored at."""
+    """A decoded image: HxWx3 uint8 pixels, upright; the format; the size it was stored at.
+
+    ``pixels`` show a transparent image as a white page would. ``stored_colours`` are such an
+    image's colour channels as stored, transparency ignored: what PIL's ``convert("RGB")`` gives,
+    and so what HMA and other ``pdqhash`` users hash; None for an opaque image.
+    """
 
     pixels: np.ndarray
     format: str
     width: int
     height: int
+    stored_colours: np.ndarray | None = None
 
 
 def decode(data: bytes, max_pixels: int, reduce_to: int | None = None) -> Decoded:
@@ -53,7 +60,8 @@ def decode(data: bytes, max_pixels: int, reduce_to: int | None = None) -> Decode
         _check_size(image, max_pixels)
         width, height = image.size
         try:
-            pixels, turned = _upright_rgb(image, _factor(image.size, reduce_to) if reduce_to else 1)
+            factor = _factor(image.size, reduce_to) if reduce_to else 1
+            pixels, stored_colours, turned = _upright_rgb(image, factor)
         except MediaUndecodableError:
             raise
         except Exception as error:  # truncated or corrupt data, in whatever form Pillow reports it
@@ -62,7 +70,7 @@ def decode(data: bytes, max_pixels: int, reduce_to: int | None = None) -> Decode
             ) from None
     if turned:  # a quarter turn by its EXIF orientation
         width, height = height, width
-    return Decoded(pixels=pixels, format=str(image.format), width=width, height=height)
+    return Decoded(pixels, str(image.format), width, height, stored_colours)
 
 
 def _open(data: bytes) -> Image.Image:
@@ -97,8 +105,11 @@ def _factor(size: tuple[int, int], reduce_to: int) -> int:
     return factor
 
 
-def _upright_rgb(image: Image.Image, factor: int) -> tuple[np.ndarray, bool]:
-    """The first frame reduced by ``factor`` and turned upright; whether it turned a quarter."""
+def _upright_rgb(image: Image.Image, factor: int) -> tuple[np.ndarray, np.ndarray | None, bool]:
+    """The first frame reduced by ``factor`` and turned upright, as RGB over white and as stored.
+
+    Also whether it turned a quarter.
+    """
     if factor > 1 and image.format == "JPEG":
         image.draft("RGB", (image.width // factor, image.height // factor))
     image.seek(0)
@@ -106,7 +117,7 @@ def _upright_rgb(image: Image.Image, factor: int) -> tuple[np.ndarray, bool]:
     reduced = _reduced(image, factor) if factor > 1 and image.format != "JPEG" else image
     stored = reduced.size
     ImageOps.exif_transpose(reduced, in_place=True)  # in place: no copy when already upright
-    return _to_rgb(reduced), reduced.size != stored
+    return *_to_rgb(reduced), reduced.size != stored
 
 
 def _reduced(image: Image.Image, factor: int) -> Image.Image:
@@ -136,16 +147,16 @@ def _averaging_mode(image: Image.Image) -> str:
     return "I" if image.mode.startswith("I;16") else image.mode
 
 
-def _to_rgb(image: Image.Image) -> np.ndarray:
+def _to_rgb(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+    """8-bit RGB over white, and the colour channels as stored when there is transparency."""
     if image.mode in _WIDE_MODES:
         image = Image.fromarray(_to_8bit(np.asarray(image)))
     if image.mode in _ALPHA_MODES or "transparency" in image.info:
         rgba = image if image.mode == "RGBA" else image.convert("RGBA")
-        image = Image.new("RGB", rgba.size, (255, 255, 255))
-        image.paste(rgba, mask=rgba)  # over white, with no second full-size RGBA image
-    elif image.mode != "RGB":
-        image = image.convert("RGB")
-    return np.asarray(image)
+        flat = Image.new("RGB", rgba.size, (255, 255, 255))
+        flat.paste(rgba, mask=rgba)  # over white, with no second full-size RGBA image
+        return np.asarray(flat), np.asarray(rgba.convert("RGB"))
+    return np.asarray(image if image.mode == "RGB" else image.convert("RGB")), None
 
 
 def _to_8bit(values: np.ndarray) -> np.ndarray:

@@ -94,7 +94,7 @@ class IngestProcessor:
             image = decode(fetched.data, self._max_pixels, DECODE_SIDE)
         with self._stage("hash"):
             files = digests(fetched.data)
-            signals = image_signals(image.pixels, self._models)
+            signals = image_signals(image.pixels, self._models, stored_colours=image.stored_colours)
         return MediaHashed(
             upload_id=event.id,
             content_id=event.data.content_id,

@@ -1,8 +1,11 @@
 """Computes the signals eraser matches on: file digests, and PDQ with Meta's reference code.
 
-PDQ comes from ``pdqhash``, a binding of the reference C++ implementation, so hashes agree with
-hash lists made by ThreatExchange, HMA and partner programmes. Hex follows the reference: the
-first of the 256 bits is the most significant bit of the first hex digit.
+PDQ comes from ``pdqhash``, a binding of the reference C++ implementation, given every pixel of
+the image as decoded, so hashes agree with hash lists made by ThreatExchange, HMA and partner
+programmes (tests/unit/test_pdq_conformance.py checks Meta's published vectors). It is slower
+when the width is a multiple of 128 (a cache effect in its column filter); no pixel is changed to
+avoid that, since any change moves the hash. Hex follows the reference: the first of the 256
+bits is the most significant bit of the first hex digit.
 """
 
 from __future__ import annotations
@@ -45,28 +48,14 @@ def digests(data: bytes) -> FileDigests:
 
 def pdq(pixels: np.ndarray) -> tuple[str, int]:
     """PDQ (hex) and quality of an HxWx3 uint8 image."""
-    bits, quality = pdqhash.compute(_fast_shape(pixels))
+    bits, quality = pdqhash.compute(pixels)
     return to_hex(bits), int(quality)
 
 
 def pdq_dihedral(pixels: np.ndarray) -> PdqHashes:
     """PDQ of the image and its 7 other rotations/flips, computed in one pass."""
-    all_bits, quality = pdqhash.compute_dihedral(_fast_shape(pixels))
+    all_bits, quality = pdqhash.compute_dihedral(pixels)
     return PdqHashes(dihedral=tuple(to_hex(bits) for bits in all_bits), quality=int(quality))
-
-
-def _fast_shape(pixels: np.ndarray) -> np.ndarray:
-    """The image less a last row or column where a side is a multiple of 128 pixels.
-
-    pdqhash is several times slower when a side is a power of two (1024x768: 22 ms; 1023x768:
-    14 ms); one line of pixels makes no difference to the hash's 64x64 downsample.
-    """
-    height, width = pixels.shape[:2]
-    if height % 128 == 0 or width % 128 == 0:
-        pixels = np.ascontiguousarray(
-            pixels[: height - (height % 128 == 0), : width - (width % 128 == 0)]
-        )
-    return pixels
 
 
 def to_hex(bits: np.ndarray) -> str:

@@ -24,7 +24,10 @@ from services.shared.keypoints import Keypoints
 
 # Crops registered beside the whole image: (kept fraction of each side, anchor).
 MIRRORED = 5  # the position of the left-right mirror in pdqhash's rotations/flips
-DECODE_SIDE = 500  # large images are decoded at a reduced scale no smaller than this
+# Large images are decoded at a reduced scale whose shorter side is at least this. PDQ of such a
+# reduction stays within 10 bits of the whole image's (docs/benchmarks.md, `eraser bench pdq`);
+# at 500, photographs 1000-1079 px on their shorter side, halved, drifted up to 22 bits.
+DECODE_SIDE = 540
 VIEW_SIDE = 640  # content views and embeddings are computed from at most this size
 REFERENCE_CROPS = (
     (0.9, "centre"),
@@ -70,20 +73,26 @@ def thumbnail(pixels: np.ndarray, side: int = VIEW_SIDE) -> np.ndarray:
 
 
 def image_signals(
-    pixels: np.ndarray, models: SignalModels, timings: dict[str, float] | None = None
+    pixels: np.ndarray,
+    models: SignalModels,
+    timings: dict[str, float] | None = None,
+    stored_colours: np.ndarray | None = None,
 ) -> ImageSignals:
-    """The signals of an upload: the whole image, and its content without borders."""
+    """The signals of an upload: the whole image, and its content without borders.
+
+    ``stored_colours``, a transparent image's colour channels as stored, add their PDQ: what a
+    partner's hash list holds for the image.
+    """
     clock = _Clock(timings)
     whole = pdq_dihedral(pixels)
+    hashes = list(whole.dihedral)
+    if stored_colours is not None:
+        hashes += _upright_and_mirrored(stored_colours)
     clock.lap("pdq")
     small = thumbnail(pixels)  # views and embeddings need no more detail than this
     views = [small, *content_views(small)]
-    hashes = list(whole.dihedral)
     for content in views[1:]:
-        # A picture cut out of a frame is upright or mirrored; its other turns are not worth a
-        # search (they would triple the matcher's work for a few rare cases).
-        dihedral = pdq_dihedral(content).dihedral
-        hashes += [dihedral[0], dihedral[MIRRORED]]
+        hashes += _upright_and_mirrored(content)
     clock.lap("trimmed pdq")
     embedder = models.embedder
     embeddings = (
@@ -93,6 +102,16 @@ def image_signals(
     keypoints = models.keypoints.extract(small) if models.keypoints is not None else None
     clock.lap("keypoints")
     return ImageSignals(tuple(hashes), whole.quality, embeddings, keypoints)
+
+
+def _upright_and_mirrored(pixels: np.ndarray) -> list[str]:
+    """PDQ of a view as it is and mirrored.
+
+    A picture cut out of a frame is upright or mirrored; its other turns are not worth a search
+    (they would triple the matcher's work for a few rare cases).
+    """
+    dihedral = pdq_dihedral(pixels).dihedral
+    return [dihedral[0], dihedral[MIRRORED]]
 
 
 @dataclass(frozen=True)
@@ -105,15 +124,20 @@ class ReferenceSignals:
     keypoints: Keypoints | None = None  # None without an extractor
 
 
-def reference_signals(pixels: np.ndarray, models: SignalModels) -> ReferenceSignals:
+def reference_signals(
+    pixels: np.ndarray, models: SignalModels, stored_colours: np.ndarray | None = None
+) -> ReferenceSignals:
     """PDQ of a protected image and of its reference crops; its embedding and keypoints.
 
-    Embeddings of crops and small rotations of the image were measured and dropped: keypoints
-    catch those copies, and the extra embeddings cost 12 times the memory and let more unrelated
-    photographs come close (docs/benchmarks.md).
+    A transparent image's first hash is that of its colour channels as stored (what partner hash
+    lists and exports hold), then that of the image over white. Embeddings of crops and small
+    rotations of the image were measured and dropped: keypoints catch those copies, and the extra
+    embeddings cost 12 times the memory and let more unrelated photographs come close
+    (docs/benchmarks.md).
     """
     crops = [_crop(pixels, keep, anchor) for keep, anchor in REFERENCE_CROPS]
-    hashed = [pdq(view) for view in (pixels, *crops)]
+    stored = [] if stored_colours is None else [stored_colours]
+    hashed = [pdq(view) for view in (*stored, pixels, *crops)]
     small = thumbnail(pixels)
     embeddings = np.empty((0, 1280), dtype=np.float32)
     if models.embedder is not None:

@@ -50,13 +50,20 @@ def test_sixteen_bit_samples_are_scaled_not_clipped():
     assert len(np.unique(decoded.pixels[..., 0])) > 200
 
 
-def test_transparency_is_composited_over_white():
+def test_transparency_is_composited_over_white_and_its_colours_kept_as_stored():
     clear = Image.new("RGBA", (8, 8), (255, 0, 0, 0))
-    assert decode(encode(clear, "PNG"), LIMIT).pixels.min() == 255
+    decoded = decode(encode(clear, "PNG"), LIMIT)
+    assert decoded.pixels.min() == 255
+    assert (decoded.stored_colours == np.array([255, 0, 0])).all()
     palette = Image.new("P", (8, 8), 0)
     palette.putpalette([0, 0, 0] * 256)
     palette.info["transparency"] = 0
-    assert decode(encode(palette, "PNG", transparency=0), LIMIT).pixels.min() == 255
+    decoded = decode(encode(palette, "PNG", transparency=0), LIMIT)
+    assert decoded.pixels.min() == 255 and decoded.stored_colours.max() == 0
+
+
+def test_an_opaque_image_has_no_second_copy():
+    assert decode(encode(gradient(), "PNG"), LIMIT).stored_colours is None
 
 
 def test_an_animated_gif_gives_its_first_frame():

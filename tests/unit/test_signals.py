@@ -83,3 +83,13 @@ def test_the_mirrored_hash_of_a_view_is_the_mirror_images_hash():
     coffee = pixels(photo("coffee.png"))
     mirrored = pdq(np.ascontiguousarray(coffee[:, ::-1]))[0]
     assert distance(pdq_dihedral(coffee).dihedral[MIRRORED], mirrored) <= 16
+
+
+def test_a_transparent_upload_is_also_searched_by_its_colours_as_stored():
+    image = pixels(photo("coffee.png"))
+    stored = image[::-1].copy()  # whatever lies under the transparency
+    opaque = image_signals(image, SignalModels())
+    transparent = image_signals(image, SignalModels(), stored_colours=stored)
+    assert transparent.pdq[:8] == opaque.pdq[:8]
+    assert transparent.pdq[8] == pdq(stored)[0]
+    assert len(transparent.pdq) == len(opaque.pdq) + 2
