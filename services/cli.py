@@ -5,26 +5,53 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
+
+from kafka.errors import KafkaTimeoutError
+from pydantic import ValidationError
 
 from services.admin.commands import add_commands as add_admin_commands
+from services.client_commands import add_commands as add_client_commands
 from services.shared import logging as eraser_logging
+from services.shared.config import KafkaSettings, explain
+from services.shared.connectivity import unreachable
+from services.shared.errors import UsageError
 
 SCHEMA_DIR = Path("docs/schemas")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse the command line and run the sub-command; the exit code."""
+    """Parse the command line and run the sub-command; the exit code.
+
+    A failure the user caused and can fix (a missing file, an unknown id, no broker, a wrong
+    setting) ends with one line per problem on stderr and exit code 2, never a traceback.
+    """
     args = _parser().parse_args(argv)
     command: Callable[[argparse.Namespace], int] = args.command
-    return command(args)
+    try:
+        return command(args)
+    except UsageError as error:
+        print("\n".join(f"eraser: {line}" for line in str(error).splitlines()), file=sys.stderr)
+    except ValidationError as error:  # settings read by the command itself
+        print("\n".join(f"eraser: {line}" for line in explain(error)), file=sys.stderr)
+    except KafkaTimeoutError:  # the broker went away after the check, or never answered Kafka
+        print(f"eraser: {unreachable(KafkaSettings())}", file=sys.stderr)
+    return 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes in one line, naming the sub-command and where its usage is."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``message`` and exit 2."""
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="eraser", description=__doc__)
+    parser = _Parser(prog="eraser", description=__doc__)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     run = commands.add_parser(
@@ -47,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     topics.set_defaults(command=_topics)
 
     add_admin_commands(commands)
+    add_client_commands(commands)
 
     demo = commands.add_parser(
         "demo", help="run the pipeline on real photos and print the verdicts"
@@ -116,48 +144,10 @@ def _service(name: str) -> Callable[[argparse.Namespace], int]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from services.pipeline import Pipeline, instances
-    from services.shared.broker import EmbeddedBroker
-    from services.shared.config import KafkaSettings, TopicSettings
-    from services.shared.service import stop_on_signals
-    from services.shared.topics import ensure_topics
+    from services.running import run
 
     eraser_logging.configure("run")
-    stop = stop_on_signals()
-    env: dict[str, str] = {}
-    broker = None
-    if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
-        broker = EmbeddedBroker().start()
-        env = {
-            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-            "KAFKA_MAX_POLL_INTERVAL_MS": os.environ.get("KAFKA_MAX_POLL_INTERVAL_MS", "3000"),
-        }
-        if not os.environ.get("ERASER_ACTIONS_SIGNING_KEY"):
-            env["ERASER_ACTIONS_SIGNING_KEY"] = secrets.token_hex(32)
-            print(
-                "actions are signed with a throw-away key; set ERASER_ACTIONS_SIGNING_KEY "
-                "to verify them",
-                file=sys.stderr,
-            )
-        print(
-            f"embedded Kafka-compatible broker (Tansu, in memory) at {broker.bootstrap_servers}; "
-            f"export KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap_servers} to talk to it",
-            file=sys.stderr,
-            flush=True,
-        )
-    try:
-        bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS") or os.environ["KAFKA_BOOTSTRAP_SERVERS"]
-        ensure_topics(KafkaSettings(bootstrap_servers=bootstrap), TopicSettings())
-        pipeline = Pipeline(env, instances(args.ingest_processes)).start()
-        while not stop.wait(0.5):
-            if pipeline.exited():
-                print(f"service exited: {pipeline.exited()}; stopping", file=sys.stderr)
-                break
-        codes = pipeline.stop()
-    finally:
-        if broker is not None:
-            broker.stop()
-    return 0 if stop.is_set() and not any(codes.values()) else 1
+    return run(args.ingest_processes)
 
 
 def _topics(args: argparse.Namespace) -> int:

@@ -9,14 +9,31 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO
 
+from services.shared.config import (
+    ActionsSettings,
+    IngestSettings,
+    MatcherSettings,
+    ServiceSettings,
+)
+
 SERVICES = ("ingest", "matcher", "actions")
+# Ingest processes on one host step by 10 from the first one's port (9101, 9111, 9121, ...), so
+# however many there are, none lands on another service's port (matcher 9102, actions 9103).
+INGEST_PORT_STEP = 10
+_SETTINGS: dict[str, type[ServiceSettings]] = {
+    "ingest": IngestSettings,
+    "matcher": MatcherSettings,
+    "actions": ActionsSettings,
+}
 # glibc: hand large freed blocks straight back; decoding 12 MP photos measured 1.6x faster, WebP
 # 2.2x, and memory stays flat instead of creeping up.
 _INGEST_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "1048576", "MALLOC_TRIM_THRESHOLD_": "4194304"}
@@ -25,6 +42,48 @@ _INGEST_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "1048576", "MALLOC_TRIM_THRESHOLD_":
 def instances(ingest: int = 1) -> tuple[str, ...]:
     """Process names for ``ingest`` ingest processes (ingest, ingest-2, ...), matcher, actions."""
     return ("ingest", *(f"ingest-{n}" for n in range(2, ingest + 1)), "matcher", "actions")
+
+
+def http_ports(names: Iterable[str], env: Mapping[str, str]) -> dict[str, int]:
+    """The port each process serves /metrics, /healthz and /readyz on (0: none)."""
+    ports = {}
+    for name in names:
+        service, _, number = name.partition("-")
+        variable = f"ERASER_{service.upper()}_HTTP_PORT"
+        port = int(env.get(variable, _SETTINGS[service].model_fields["http_port"].default))
+        ports[name] = port + INGEST_PORT_STEP * (int(number) - 1) if number and port else port
+    return ports
+
+
+def port_problems(ports: Mapping[str, int]) -> list[str]:
+    """One line per port two processes would share or another program already holds."""
+    problems = []
+    shared = Counter(port for port in ports.values() if port)
+    for port, count in sorted(shared.items()):
+        names = [name for name, p in ports.items() if p == port]
+        if count > 1:
+            problems.append(
+                f"port {port}: {' and '.join(names)} would both serve on it; give each service "
+                "its own ERASER_<SERVICE>_HTTP_PORT"
+            )
+        elif not _free(port):
+            service = names[0].partition("-")[0].upper()
+            problems.append(
+                f"port {port} ({names[0]}) is held by another program: stop it, or set "
+                f"ERASER_{service}_HTTP_PORT to a free port"
+            )
+    return problems
+
+
+def _free(port: int) -> bool:
+    """Whether a service could bind ``port`` (as it will: every address, address reuse on)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
 
 
 class Pipeline:
@@ -92,13 +151,11 @@ class Pipeline:
         if self._log_dir is not None:
             output = open(self._log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
             self._logs.append(output)
-        service, _, number = name.partition("-")
+        service = name.partition("-")[0]
         env = {**os.environ, **self._env}
+        env[f"ERASER_{service.upper()}_HTTP_PORT"] = str(http_ports([name], env)[name])
         if service == "ingest":
             env = {**_INGEST_MALLOC, **env}
-            port = int(env.get("ERASER_INGEST_HTTP_PORT", "9101"))
-            if number and port:  # each ingest process serves its metrics on the next port
-                env["ERASER_INGEST_HTTP_PORT"] = str(port + int(number) - 1)
         return subprocess.Popen(
             [sys.executable, "-m", f"services.{service}"],
             env=env,

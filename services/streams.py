@@ -64,10 +64,14 @@ class Received(NamedTuple):
 
 
 class EventReader:
-    """Reads and parses every event on some topics, from the beginning."""
+    """Reads and parses every event on some topics, from the beginning (or from now on)."""
 
     def __init__(
-        self, kafka: KafkaSettings, topics: Sequence[str], fetch_max_wait_ms: int = 50
+        self,
+        kafka: KafkaSettings,
+        topics: Sequence[str],
+        fetch_max_wait_ms: int = 50,
+        from_end: bool = False,
     ) -> None:
         self._consumer = KafkaConsumer(
             enable_auto_commit=False, fetch_max_wait_ms=fetch_max_wait_ms, **kafka.client_options()
@@ -78,7 +82,12 @@ class EventReader:
             for partition in sorted(self._consumer.partitions_for_topic(topic) or ())
         ]
         self._consumer.assign(partitions)
-        self._consumer.seek_to_beginning(*partitions)
+        if from_end:
+            self._consumer.seek_to_end(*partitions)
+            for partition in partitions:  # fix the end now: events sent after this are read
+                self._consumer.position(partition)
+        else:
+            self._consumer.seek_to_beginning(*partitions)
 
     def read(self, timeout_ms: int = 200) -> list[Received]:
         """The events that arrived since the last read."""

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from pydantic import ValidationError
 
 from services.admin.arguments import add_who, bank_name
 from services.admin.operations import Admin
 from services.admin.publishing import Publisher
-from services.admin.state import bank_book, registry
-from services.shared.config import KafkaSettings, TopicSettings
+from services.admin.state import bank_book, connect, registry
+from services.shared.errors import UsageError
 from services.shared.schemas import BankConfigured, BankPolicy, describe
 
 
@@ -73,7 +72,7 @@ def _policy_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _bank_set(args: argparse.Namespace) -> int:
-    kafka, topics = KafkaSettings(), TopicSettings()
+    kafka, topics = connect()
     book = bank_book(kafka, topics)
     published = next((c for c in book.configured() if c.bank == args.name), None)
     changes = {
@@ -91,8 +90,7 @@ def _bank_set(args: argparse.Namespace) -> int:
             **{**book.for_bank(args.name).model_dump(), **changes},
         )
     except ValidationError as error:
-        print(f"invalid policy: {describe(error)}", file=sys.stderr)
-        return 2
+        raise UsageError(f"invalid policy: {describe(error)}") from None
     publisher = Publisher(kafka, topics)
     try:
         Admin(publisher, None, args.actor).set_bank(configured, args.reason)
@@ -103,7 +101,10 @@ def _bank_set(args: argparse.Namespace) -> int:
 
 
 def _bank_reset(args: argparse.Namespace) -> int:
-    publisher = Publisher(KafkaSettings(), TopicSettings())
+    kafka, topics = connect()
+    if all(c.bank != args.name for c in bank_book(kafka, topics).configured()):
+        raise UsageError(f"bank {args.name!r} has no published policy (`eraser bank list`)")
+    publisher = Publisher(kafka, topics)
     try:
         Admin(publisher, None, args.actor).reset_bank(args.name, args.reason)
     finally:
@@ -112,7 +113,7 @@ def _bank_reset(args: argparse.Namespace) -> int:
 
 
 def _bank_list(args: argparse.Namespace) -> int:
-    kafka, topics = KafkaSettings(), TopicSettings()
+    kafka, topics = connect()
     book, view = bank_book(kafka, topics), registry(kafka, topics)
     counts = view.banks()
     for name in sorted(set(counts) | {c.bank for c in book.configured()}):

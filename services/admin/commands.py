@@ -12,23 +12,24 @@ import argparse
 import functools
 import json
 import sys
+from collections.abc import Sized
 from pathlib import Path
+from typing import NoReturn
 
 from kafka.consumer.fetcher import ConsumerRecord
 
 from services.admin import bank_commands
 from services.admin.arguments import add_who, bank_name
 from services.admin.export import export, registry_records
-from services.admin.formats import FORMATS, embeddings_left_out
+from services.admin.formats import FORMATS, Problem, embeddings_left_out, parse
 from services.admin.operations import Admin, ImportRejected
 from services.admin.progress import Progress
 from services.admin.publishing import Publisher
-from services.admin.state import bank_book, registry, replay_existing
+from services.admin.state import bank_book, connect, registry, replay_existing
 from services.ingest.signals import SignalModels
-from services.registrar import hash_file, image_paths
-from services.shared.config import KafkaSettings, TopicSettings
-from services.shared.errors import PoisonError
-from services.shared.schemas import AuditRecorded, CloudEvent, EntryRegistered, parse_event
+from services.registrar import IMAGE_SUFFIXES, Measured, image_paths, measure, registration
+from services.shared.errors import PoisonError, UsageError
+from services.shared.schemas import AuditRecorded, CloudEvent, parse_event
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -73,59 +74,87 @@ def _add_lists(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def _register(args: argparse.Namespace) -> int:
-    kafka, topics = KafkaSettings(), TopicSettings()
+    # Every file is read and hashed before Kafka is contacted: nothing is half-registered.
+    paths = _image_files(args.paths)
     labels = dict(label.split("=", 1) for label in args.label if "=" in label)
-    floor = bank_book(kafka, topics).for_bank(args.bank).quality_floor
-    paths = list(image_paths(args.paths))
     folders = any(path.is_dir() for path in args.paths)
-    progress = Progress(len(paths), sys.stderr) if folders else None
-    registered, failed = _hash_files(paths, args.bank, floor, labels, progress)
-    if registered:
-        publisher = Publisher(kafka, topics)
-        try:
-            # Without the registry: the ids are derived from the bank, so none is another bank's.
-            Admin(publisher, None, args.actor).register([r for _, r in registered], args.reason)
-        finally:
-            publisher.close()
-    for path, registration in registered:
-        print(f"{registration.entry_id}\t{path}")
-    return 1 if failed or not registered else 0
+    measured = _measure(paths, Progress(len(paths), sys.stderr) if folders else None)
+    kafka, topics = connect()
+    floor = bank_book(kafka, topics).for_bank(args.bank).quality_floor
+    registered = []
+    for path, image in measured:
+        hashed = registration(image, args.bank, floor, labels)
+        if hashed.warning:
+            print(f"warning\t{path}\t{hashed.warning}", file=sys.stderr)
+        registered.append((path, hashed.registration))
+    publisher = Publisher(kafka, topics)
+    try:
+        # Without the registry: the ids are derived from the bank, so none is another bank's.
+        Admin(publisher, None, args.actor).register([r for _, r in registered], args.reason)
+    finally:
+        publisher.close()
+    for path, entry in registered:
+        print(f"{entry.entry_id}\t{path}")
+    return 0
 
 
-def _hash_files(
-    paths: list[Path], bank: str, floor: int, labels: dict[str, str], progress: Progress | None
-) -> tuple[list[tuple[Path, EntryRegistered]], int]:
-    """The registrations of the files that could be hashed, and how many could not."""
+def _image_files(given: list[Path]) -> list[Path]:
+    """The image files named or inside the folders named.
+
+    Raises:
+        UsageError: a path does not exist, or there is no image file at all.
+    """
+    missing = [str(path) for path in given if not path.exists()]
+    if missing:
+        raise UsageError(f"no such file or folder: {', '.join(missing)}")
+    paths = list(image_paths(given))
+    if not paths:
+        suffixes = " ".join(sorted(IMAGE_SUFFIXES))
+        raise UsageError(f"no image files ({suffixes}) in {', '.join(map(str, given))}")
+    return paths
+
+
+def _measure(paths: list[Path], progress: Progress | None) -> list[tuple[Path, Measured]]:
+    """Each file's digests and signals.
+
+    Raises:
+        UsageError: some file is unreadable or not an image (each one named); nothing is kept.
+    """
     models = SignalModels.load()
-    note = progress.note if progress else functools.partial(print, file=sys.stderr)
-    registered, failed = [], 0
+    measured, problems = [], []
     for path in paths:
         try:
-            hashed = hash_file(path.read_bytes(), bank, floor, labels, models)
+            measured.append((path, measure(path.read_bytes(), models)))
         except (OSError, PoisonError) as error:
-            reason = error.reason if isinstance(error, PoisonError) else type(error).__name__
-            note(f"error\t{path}\t{reason}")
-            failed += 1
-        else:
-            if hashed.warning:
-                note(f"warning\t{path}\t{hashed.warning}")
-            registered.append((path, hashed.registration))
+            why = error.reason if isinstance(error, PoisonError) else error.strerror or "unreadable"
+            problems.append(f"{path}: {why}")
         if progress:
             progress.advance()
     if progress:
         progress.close()
-    return registered, failed
+    if problems:
+        problems.append("nothing registered: remove or replace the files above and run again")
+        raise UsageError("\n".join(problems))
+    return measured
 
 
 def _withdraw(args: argparse.Namespace) -> int:
-    kafka, topics = KafkaSettings(), TopicSettings()
-    view = registry(kafka, topics) if args.bank or args.batch else None
+    kafka, topics = connect()
+    view = registry(kafka, topics)
+    unknown = [entry_id for entry_id in args.entry_ids if view.get(entry_id) is None]
+    if unknown:
+        raise UsageError(
+            f"not in the registry: {', '.join(unknown[:5])}{' ...' if len(unknown) > 5 else ''}; "
+            "nothing withdrawn (`eraser export --bank B --format csv` lists a bank's entries)"
+        )
     publisher = Publisher(kafka, topics)
     try:
         admin = Admin(publisher, view, args.actor)
         if args.bank:
+            _require_entries(view.in_bank(args.bank), f"bank {args.bank!r}")
             count = admin.withdraw_bank(args.bank, args.reason)
         elif args.batch:
+            _require_entries(view.in_batch(args.batch), f"batch {args.batch!r}")
             count = admin.withdraw_batch(args.batch, args.reason)
         else:
             count = admin.withdraw(args.entry_ids, args.reason)
@@ -137,21 +166,29 @@ def _withdraw(args: argparse.Namespace) -> int:
     return 0
 
 
+def _require_entries(entries: Sized, what: str) -> None:
+    if not entries:
+        raise UsageError(f"{what} has no entries in the registry (`eraser bank list` shows them)")
+
+
 def _import(args: argparse.Namespace) -> int:
-    kafka, topics = KafkaSettings(), TopicSettings()
-    text = args.file.read_text()
+    try:
+        text = args.file.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"{args.file}: {getattr(error, 'strerror', None) or error}") from None
+    parsed = parse(text, args.format, args.bank)  # before Kafka: a bad list costs no round trip
+    if parsed.problems and not args.skip_invalid:
+        _reject(args.file, parsed.problems)
+    kafka, topics = connect()
     view = registry(kafka, topics)  # to refuse entry ids that belong to another bank
     publisher = Publisher(kafka, topics)
     try:
         admin = Admin(publisher, view, args.actor)
         result = admin.import_list(
-            text, args.format, args.bank, args.reason, args.skip_invalid, args.batch
+            parsed, args.format, args.bank, args.reason, args.skip_invalid, args.batch
         )
     except ImportRejected as rejected:
-        for problem in rejected.problems:
-            print(f"{args.file}:{problem}", file=sys.stderr)
-        print("nothing imported (use --skip-invalid to import the valid lines)", file=sys.stderr)
-        return 1
+        _reject(args.file, rejected.problems)
     finally:
         publisher.close()
     for problem in result.skipped:
@@ -160,9 +197,16 @@ def _import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reject(file: Path, problems: list[Problem]) -> NoReturn:
+    lines = [f"{file}:{problem}" for problem in problems]
+    lines.append("nothing imported: fix those lines, or add --skip-invalid to import the rest")
+    raise UsageError("\n".join(lines))
+
+
 def _export(args: argparse.Namespace) -> int:
-    kafka, topics = KafkaSettings(), TopicSettings()
+    kafka, topics = connect()
     view = registry(kafka, topics)
+    _require_entries(view.in_bank(args.bank), f"bank {args.bank!r}")
     records = functools.partial(registry_records, kafka, topics.registry)
     for piece in export(view, records, args.bank, args.format):
         sys.stdout.write(piece)
@@ -183,7 +227,8 @@ def _audit(args: argparse.Namespace) -> int:
                 f"skipped audit record at offset {record.offset}: {error.reason}", file=sys.stderr
             )
 
-    replay_existing(KafkaSettings(), TopicSettings().audit, keep)
+    kafka, topics = connect()
+    replay_existing(kafka, topics.audit, keep)
     for event in events:
         record = event.data
         if args.bank and record.bank != args.bank:

@@ -18,7 +18,7 @@ from typing import Literal
 
 from pydantic import ValidationError
 
-from services.admin.formats import Format, Parsed, Problem, parse, unit_of
+from services.admin.formats import Format, Parsed, Problem, unit_of
 from services.admin.publishing import Publisher
 from services.admin.view import BATCH_LABEL, RegistryView
 from services.shared.schemas import AuditRecorded, BankConfigured, EntryRegistered, describe
@@ -95,20 +95,19 @@ class Admin:
 
     def import_list(
         self,
-        text: str,
+        parsed: Parsed,
         fmt: Format,
         bank: str,
         reason: str,
         skip_invalid: bool = False,
         batch: str | None = None,
     ) -> ImportResult:
-        """Import a hash list into ``bank`` as one batch; all or nothing unless ``skip_invalid``.
+        """Import a parsed hash list into ``bank`` as one batch; all or nothing unless skipping.
 
         Every entry is labelled with the new batch, replacing any batch label it carried (a
         re-imported export belongs to the new batch; the audit log keeps the old batch's ids).
         """
         batch = batch or new_batch_id()
-        parsed = parse(text, fmt, bank)
         entries = self._batched(parsed, batch, bank, unit_of(fmt))
         if parsed.problems and not skip_invalid:
             raise ImportRejected(parsed.problems)

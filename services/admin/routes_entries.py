@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from services.admin.api_models import EntryIn, Imported, Registered
 from services.admin.context import Actor, AdminContext, CaughtUp, Context, Reason
 from services.admin.export import export
-from services.admin.formats import Format, embeddings_left_out, entry_id_for
+from services.admin.formats import Format, embeddings_left_out, entry_id_for, parse
 from services.admin.operations import EntriesElsewhere, ImportRejected
 from services.registrar import hash_file
 from services.shared.errors import PoisonError
@@ -63,7 +63,8 @@ def import_list(
     """Import a hash list as one batch; 422 naming every invalid line unless skipping them."""
     admin = context.admin_for(who)
     try:
-        result = admin.import_list(body, format, bank, reason, skip_invalid, batch)
+        parsed = parse(body, format, bank)
+        result = admin.import_list(parsed, format, bank, reason, skip_invalid, batch)
     except ImportRejected as rejected:
         raise HTTPException(422, {"problems": [str(p) for p in rejected.problems]}) from None
     skipped = [str(p) for p in result.skipped]

@@ -15,7 +15,19 @@ from kafka.consumer.fetcher import ConsumerRecord
 from services.admin.view import RegistryView
 from services.shared.banks import BankBook
 from services.shared.config import KafkaSettings, PolicySettings, TopicSettings
+from services.shared.connectivity import require_broker
 from services.shared.follower import replay
+
+
+def connect() -> tuple[KafkaSettings, TopicSettings]:
+    """The cluster and topic settings, once a broker answers at the bootstrap address.
+
+    Raises:
+        UsageError: no broker answers there.
+    """
+    kafka = KafkaSettings()
+    require_broker(kafka)
+    return kafka, TopicSettings()
 
 
 def registry(kafka: KafkaSettings, topics: TopicSettings) -> RegistryView:

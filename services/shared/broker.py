@@ -40,6 +40,9 @@ class EmbeddedBroker:
             stdout=self._log,
             stderr=self._log,
             preexec_fn=_die_with_parent,
+            # Not in the terminal's process group: Ctrl-C must reach the services, which then
+            # commit and close, before the broker stops (stop() does that after them).
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout_s
         while not _accepts(self.port):

@@ -12,7 +12,14 @@ import ipaddress
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from services.shared.schemas import BankName, BankPolicy
@@ -311,3 +318,74 @@ class AdminSettings(BaseSettings):
         if any(len(pair) != 2 or not pair[0] or len(pair[1]) < 16 for pair in pairs):
             raise ValueError("expected name:token pairs, each token at least 16 characters")
         return dict(pairs)
+
+
+# How to fix the settings people most often leave out; every other problem points at the docs.
+_FIXES = {
+    "ERASER_ACTIONS_SIGNING_KEY": "removal services verify actions with it; set a random one, "
+    "e.g. export ERASER_ACTIONS_SIGNING_KEY=$(openssl rand -hex 32)",
+    "ERASER_ADMIN_TOKENS": "set name:token pairs, "
+    "e.g. export ERASER_ADMIN_TOKENS=ops:$(openssl rand -hex 16)",
+}
+_SETTINGS = {
+    kind.__name__: kind
+    for kind in (
+        KafkaSettings,
+        TopicSettings,
+        PolicySettings,
+        MediaSettings,
+        IngestSettings,
+        MatcherSettings,
+        ActionsSettings,
+        AdminSettings,
+    )
+}
+
+
+def configuration_problems(*kinds: type[BaseSettings]) -> list[str]:
+    """One line per environment variable that is missing or wrong for any of ``kinds``."""
+    problems: list[str] = []
+    for kind in kinds:
+        problems += [line for line in _problems(kind) if line not in problems]
+    return problems
+
+
+def _problems(kind: type[BaseSettings]) -> list[str]:
+    """Every problem of ``kind``'s variables, its groups' (Kafka, media, ...) and its own.
+
+    Building settings stops at the first group that fails; that group is then stood in for by its
+    defaults, unchecked, so the settings after it are checked too.
+    """
+    problems: list[str] = []
+    stand_ins: dict[str, Any] = {}
+    while True:
+        try:
+            kind(**stand_ins)
+        except ValidationError as error:
+            problems += explain(error)
+            group = _field_of_type(kind, error.title)
+            if group is None or group in stand_ins:
+                return problems
+            group_type: Any = kind.model_fields[group].annotation
+            stand_ins[group] = group_type.model_construct()
+        else:
+            return problems
+
+
+def _field_of_type(kind: type[BaseSettings], type_name: str) -> str | None:
+    """The field of ``kind`` that holds settings of the type named ``type_name``, if any."""
+    fields = kind.model_fields.items()
+    return next((n for n, f in fields if getattr(f.annotation, "__name__", "") == type_name), None)
+
+
+def explain(error: ValidationError) -> list[str]:
+    """Each problem of a settings ``error`` as one line: the variable, what is wrong, the fix."""
+    kind = _SETTINGS.get(error.title)
+    prefix = str(kind.model_config.get("env_prefix", "")) if kind else ""
+    lines = []
+    for item in error.errors(include_url=False, include_input=False):
+        variable = f"{prefix}{item['loc'][0]}".upper() if item["loc"] else error.title
+        what = "not set" if item["type"] == "missing" else item["msg"]
+        fix = _FIXES.get(variable, "docs/operations.md lists every setting")
+        lines.append(f"{variable}: {what}; {fix}")
+    return lines

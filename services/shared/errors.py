@@ -48,3 +48,11 @@ class FetchFailedError(PoisonError):
 
 class TransientError(Exception):
     """A failure that may succeed on retry (timeouts, 5xx); retried a bounded number of times."""
+
+
+class UsageError(Exception):
+    """A mistake the person at the command line made and can fix: a missing file, an unknown id.
+
+    The ``eraser`` command prints the message as one line and exits 2, with no traceback; the
+    message says what is wrong and what to do.
+    """

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -17,7 +18,7 @@ import faiss
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
-from services.shared.config import ServiceSettings
+from services.shared.config import ServiceSettings, explain
 from services.shared.health import Check, Health, serve
 from services.shared.kafka import ConsumeLoop, Processor, make_consumer, make_producer
 from services.shared.metrics import ServiceMetrics
@@ -27,16 +28,12 @@ SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
 
 def load_settings(settings_type: type[SettingsT]) -> SettingsT:
-    """Read settings from the environment, or exit 2 naming what is missing or wrong."""
+    """Read settings from the environment, or exit 2 naming each variable that is wrong."""
     try:
         return settings_type()
     except ValidationError as error:
-        prefix = str(settings_type.model_config.get("env_prefix", ""))
-        problems = [
-            f"{prefix}{'_'.join(str(part) for part in item['loc']).upper()}: {item['msg']}"
-            for item in error.errors(include_url=False, include_input=False)
-        ]
-        log.error("invalid configuration", extra={"fields": {"problems": problems}})
+        # Plain lines, not JSON log records: a person reads these, at a terminal or in kubectl logs.
+        print("\n".join(explain(error)), file=sys.stderr)
         raise SystemExit(2) from None
 
 

@@ -90,7 +90,7 @@ def test_an_invalid_line_stops_the_import_unless_skipped(make_eraser, tmp_path):
     source = tmp_path / "list.txt"
     source.write_text(hash_list(["coffee.png"]) + "pdq 12345\n")
     refused = eraser_cli(eraser, "import", str(source), "--bank", "partner", "--format", "hma")
-    assert refused.returncode == 1
+    assert refused.returncode == 2
     assert f"{source}:line 3:" in refused.stderr and "nothing imported" in refused.stderr
     assert eraser_cli(eraser, "export", "--bank", "partner", "--format", "hma").stdout == ""
     skipped = eraser_cli(
@@ -208,7 +208,7 @@ def test_register_shows_progress_and_json_export_then_reimport_keeps_everything(
     source.write_text(exported.stdout)
 
     elsewhere = eraser_cli(eraser, "import", str(source), "--bank", "other", "--format", "json")
-    assert elsewhere.returncode == 1
+    assert elsewhere.returncode == 2
     assert f"{source}:item 1: entry id " in elsewhere.stderr
     assert "belongs to bank 'parents'" in elsewhere.stderr
 
