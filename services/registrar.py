@@ -3,7 +3,9 @@
 Behind ``eraser register`` and the admin API's image upload. The bytes are hashed with the same
 decoder and PDQ code as ingest and never kept or sent anywhere; only the resulting
 ``eraser.registration.v1`` is published (``admin/publishing.py``). Entry ids are derived from
-(bank, SHA-256), so registering the same file twice updates one entry.
+(bank, SHA-256), so registering the same file twice updates one entry. Registered with faces, a
+photograph also gives one entry per chosen face (its embedding only), and all the entries of one
+child share a subject id.
 """
 
 from __future__ import annotations
@@ -13,9 +15,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from PIL import Image, ImageDraw
+
 from services.ingest.decoding import decode
+from services.ingest.faces import Detected, Face, FaceModels
 from services.ingest.hashing import FileDigests, digests
 from services.ingest.signals import ReferenceSignals, SignalModels, reference_signals
+from services.shared.errors import PoisonError
 from services.shared.keypoints import keypoints_to_text
 from services.shared.schemas import EntryRegistered, Signals, embedding_to_text
 
@@ -60,29 +66,106 @@ def hash_file(
 
 @dataclass(frozen=True)
 class Measured:
-    """What is kept of one protected image, before any bank's policy applies: no pixels."""
+    """What is kept of one protected image, before any bank's policy applies: no pixels.
+
+    ``faces`` are the embeddings of the faces chosen to register, with their boxes.
+    """
 
     files: FileDigests
     signals: ReferenceSignals
+    faces: tuple[Face, ...] = ()
 
 
-def measure(data: bytes, models: SignalModels | None = None) -> Measured:
+class FaceChoiceError(PoisonError):
+    """A photograph registered with faces has no face, or several and none was picked."""
+
+
+def measure(data: bytes, models: SignalModels | None = None, face: int | None = None) -> Measured:
     """Digests of the bytes, PDQ of the image and its reference crops, embedding and keypoints.
 
-    Local work only, so a command can check every file before it contacts Kafka. The image is
-    decoded at full size: registration is rare, and PDQ of the whole image is exactly what
-    partner hash lists hold for it.
+    With face models, also the embedding of its one face, or of face number ``face`` (counted
+    from 1, largest first) when it has several: a group photograph is refused unless a face is
+    picked, so no other child's face is ever registered. Local work only, so a command can check
+    every file before it contacts Kafka. The image is decoded at full size: registration is rare,
+    and PDQ of the whole image is exactly what partner hash lists hold for it.
 
     Raises:
         MediaUndecodableError: the bytes are not a decodable image.
+        FaceChoiceError: faces are asked for and cannot be chosen.
+    """
+    models = models or SignalModels()
+    image = decode(data, _MAX_PIXELS)
+    faces: list[Face] = []
+    if models.faces is not None:
+        found = models.faces.detect(image.pixels)
+        chosen = [_chosen(found, face)]
+        faces = [
+            Face(f.box, f.score, v)
+            for f, v in zip(chosen, models.faces.embed(image.pixels, chosen), strict=True)
+        ]
+    signals = reference_signals(image.pixels, models, image.stored_colours)
+    return Measured(digests(data), signals, tuple(faces))
+
+
+def _chosen(found: list[Detected], face: int | None) -> Detected:
+    if not found:
+        raise FaceChoiceError("no face found")
+    if face is None and len(found) > 1:
+        raise FaceChoiceError(
+            f"{len(found)} faces: pick the child's with --face N (--preview DIR numbers them); "
+            "no other face is registered"
+        )
+    number = face or 1
+    if not 1 <= number <= len(found):
+        raise FaceChoiceError(f"no face {number}: the photograph has {len(found)}")
+    return found[number - 1]
+
+
+def face_entries(
+    measured: Measured, bank: str, subject: str, labels: dict[str, str] | None = None
+) -> list[EntryRegistered]:
+    """One entry per chosen face, of ``subject``: its embedding only, never the crop."""
+    return [
+        EntryRegistered(
+            entry_id=entry_id_for(
+                bank, f"{measured.files.sha256}:face:{','.join(map(str, face.box))}"
+            ),
+            bank=bank,
+            signals=Signals(face=embedding_to_text(face.embedding)),
+            labels=labels or {},
+            subject=subject,
+        )
+        for face in measured.faces
+    ]
+
+
+def preview(data: bytes, models: FaceModels, path: Path) -> int:
+    """Write the photograph with its faces boxed and numbered to ``path`` (a local PNG).
+
+    For the person registering, to pick the child's face with ``--face N``; nothing is sent or
+    kept. Returns how many faces there are.
     """
     image = decode(data, _MAX_PIXELS)
-    signals = reference_signals(image.pixels, models or SignalModels(), image.stored_colours)
-    return Measured(digests(data), signals)
+    found = models.detect(image.pixels)
+    picture = Image.fromarray(image.pixels)
+    draw = ImageDraw.Draw(picture)
+    line = max(2, min(picture.size) // 200)
+    for number, face in enumerate(found, start=1):
+        x, y, width, height = face.box
+        draw.rectangle((x, y, x + width, y + height), outline=(255, 0, 0), width=line)
+        draw.text(
+            (x + line, y + line), str(number), fill=(255, 0, 0), font_size=max(14, height // 4)
+        )
+    picture.save(path, "PNG")
+    return len(found)
 
 
 def registration(
-    measured: Measured, bank: str, quality_floor: int, labels: dict[str, str] | None = None
+    measured: Measured,
+    bank: str,
+    quality_floor: int,
+    labels: dict[str, str] | None = None,
+    subject: str | None = None,
 ) -> Hashed:
     """The registration of a measured image in ``bank``.
 
@@ -107,6 +190,7 @@ def registration(
             keypoints=keypoints_to_text(signals.keypoints) if signals.keypoints else None,
         ),
         labels=labels or {},
+        subject=subject,
     )
     warning = None
     if signals.pdq_quality[0] < quality_floor:

@@ -4,8 +4,11 @@ For each matched entry the strongest signal counts: an exact digest (SHA-256, MD
 beats keypoints, keypoints beat the embedding, and the smallest distance wins. Exact matches, PDQ
 matches at or under the bank's auto threshold, and matches where two signals agree (PDQ and the
 embedding, or keypoints and either) get the bank's action; a weaker PDQ match, keypoints alone,
-or the embedding alone, goes to human review. A match in a negative bank (known false positives,
-such as a stock photo) means no action at all for that upload.
+or the embedding alone, goes to human review. A face match says "this may be the child", not
+"this is the registered photograph": alone it only ever asks for review, whatever the bank's
+action; when a face and an image signal of the same subject both match, the bank's action applies
+to both entries. A match in a negative bank (known false positives, such as a stock photo) means
+no action at all for that upload.
 """
 
 from __future__ import annotations
@@ -25,16 +28,24 @@ def decide(verdict: VerdictIssued, policies: BankBook, decided_at: datetime) -> 
     signals: dict[tuple[str, str], set[str]] = {}
     for match in verdict.matches:
         signals.setdefault((match.bank, match.entry_id), set()).add(match.signal)
-    return [
-        _action(
-            verdict,
-            match,
-            policies.for_bank(match.bank),
-            signals[(match.bank, match.entry_id)],
-            decided_at,
-        )
-        for match in strongest_per_entry(verdict.matches)
-    ]
+    agreeing = _face_and_image_agree(verdict.matches)
+    decided = []
+    for match in strongest_per_entry(verdict.matches):
+        policy = policies.for_bank(match.bank)
+        action = _action(verdict, match, policy, signals[(match.bank, match.entry_id)], decided_at)
+        if match.subject in agreeing and action.action == "review":
+            other = "an image signal" if match.signal == "face" else "a face"
+            reason = f"{match.signal} and {other} of the same subject agree"
+            action = action.model_copy(update={"action": policy.action, "reason": reason})
+        decided.append(action)
+    return decided
+
+
+def _face_and_image_agree(matches: list[Match]) -> set[str]:
+    """The subjects that both a face match and an image match (any other signal) name."""
+    faces = {m.subject for m in matches if m.signal == "face" and m.subject}
+    images = {m.subject for m in matches if m.signal != "face" and m.subject}
+    return faces & images
 
 
 def suppressed(verdict: VerdictIssued, policies: BankBook) -> bool:
@@ -82,6 +93,9 @@ def _action(
         action = "review"
         agreeing = f"{256 - match.distance}" if match.distance else "256 or more"
         reason = f"{agreeing} keypoints agree, no other signal: needs a person"
+    elif match.signal == "face":
+        action = "review"
+        reason = "a face alone may be the child, not this photograph: a person must confirm"
     else:
         action = "review"
         reason = "embedding alone: needs a person to confirm"

@@ -50,7 +50,7 @@ def main() -> int:
         tokens=settings.tokens,
         ready=lambda: all(f.caught_up for f in followers) and not failures,
         max_image_bytes=settings.max_image_bytes,
-        models=SignalModels.load(),
+        models=SignalModels.load(faces=1),
     )
     try:
         uvicorn.run(create_app(context), host="0.0.0.0", port=settings.http_port, log_config=None)

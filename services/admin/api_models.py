@@ -39,6 +39,8 @@ class Registered(BaseModel):
 
     entry_id: str
     warning: str | None = None
+    subject: str | None = None
+    face_entry_ids: list[str] = []
 
 
 class Imported(BaseModel):

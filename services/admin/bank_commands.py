@@ -69,6 +69,15 @@ def _policy_flags(parser: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         help="known false positives: a match vetoes every action",
     )
+    parser.add_argument(
+        "--faces",
+        action=argparse.BooleanOptionalAction,
+        help="hold faces (biometric data; with consent) and search uploads for them",
+    )
+    parser.add_argument("--face-threshold", type=float, help="face cosine to match (0-1)")
+    parser.add_argument(
+        "--face-agreement", type=int, help="a subject's faces an upload's face must match"
+    )
 
 
 def _bank_set(args: argparse.Namespace) -> int:

@@ -18,34 +18,29 @@ from typing import NoReturn
 
 from kafka.consumer.fetcher import ConsumerRecord
 
-from services.admin import bank_commands
+from services.admin import bank_commands, registering
 from services.admin.arguments import add_who, bank_name
 from services.admin.export import export, registry_records
 from services.admin.formats import FORMATS, Problem, embeddings_left_out, parse
 from services.admin.operations import Admin, ImportRejected
-from services.admin.progress import Progress
 from services.admin.publishing import Publisher
-from services.admin.state import bank_book, connect, registry, replay_existing
-from services.ingest.signals import SignalModels
-from services.registrar import IMAGE_SUFFIXES, Measured, image_paths, measure, registration
+from services.admin.state import connect, registry, replay_existing
 from services.shared.errors import PoisonError, UsageError
 from services.shared.schemas import AuditRecorded, CloudEvent, parse_event
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the administration sub-commands to the ``eraser`` parser."""
-    register = commands.add_parser("register", help="hash images and publish their registrations")
-    register.add_argument("--bank", required=True, type=bank_name, help="bank to register into")
-    register.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
-    register.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="images or folders")
-    add_who(register)
-    register.set_defaults(command=_register)
+    registering.add_command(commands)
 
     withdraw = commands.add_parser("withdraw", help="withdraw entries, a bank's, or a batch's")
     target = withdraw.add_mutually_exclusive_group(required=True)
     target.add_argument("entry_ids", nargs="*", default=[], metavar="ENTRY_ID")
     target.add_argument("--bank", type=bank_name, help="withdraw every entry of this bank")
     target.add_argument("--batch", help="withdraw every entry of this import batch")
+    target.add_argument(
+        "--subject", help="withdraw every photograph and face of this subject (a child)"
+    )
     add_who(withdraw)
     withdraw.set_defaults(command=_withdraw)
     _add_lists(commands)
@@ -70,72 +65,12 @@ def _add_lists(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     dump = commands.add_parser("export", help="write a bank's entries as a hash list")
     dump.add_argument("--bank", required=True, type=bank_name)
     dump.add_argument("--format", required=True, choices=FORMATS, help="json keeps everything")
+    dump.add_argument(
+        "--with-faces",
+        action="store_true",
+        help="include face entries (biometric data; json only)",
+    )
     dump.set_defaults(command=_export)
-
-
-def _register(args: argparse.Namespace) -> int:
-    # Every file is read and hashed before Kafka is contacted: nothing is half-registered.
-    paths = _image_files(args.paths)
-    labels = dict(label.split("=", 1) for label in args.label if "=" in label)
-    folders = any(path.is_dir() for path in args.paths)
-    measured = _measure(paths, Progress(len(paths), sys.stderr) if folders else None)
-    kafka, topics = connect()
-    floor = bank_book(kafka, topics).for_bank(args.bank).quality_floor
-    registered = []
-    for path, image in measured:
-        hashed = registration(image, args.bank, floor, labels)
-        if hashed.warning:
-            print(f"warning\t{path}\t{hashed.warning}", file=sys.stderr)
-        registered.append((path, hashed.registration))
-    publisher = Publisher(kafka, topics)
-    try:
-        # Without the registry: the ids are derived from the bank, so none is another bank's.
-        Admin(publisher, None, args.actor).register([r for _, r in registered], args.reason)
-    finally:
-        publisher.close()
-    for path, entry in registered:
-        print(f"{entry.entry_id}\t{path}")
-    return 0
-
-
-def _image_files(given: list[Path]) -> list[Path]:
-    """The image files named or inside the folders named.
-
-    Raises:
-        UsageError: a path does not exist, or there is no image file at all.
-    """
-    missing = [str(path) for path in given if not path.exists()]
-    if missing:
-        raise UsageError(f"no such file or folder: {', '.join(missing)}")
-    paths = list(image_paths(given))
-    if not paths:
-        suffixes = " ".join(sorted(IMAGE_SUFFIXES))
-        raise UsageError(f"no image files ({suffixes}) in {', '.join(map(str, given))}")
-    return paths
-
-
-def _measure(paths: list[Path], progress: Progress | None) -> list[tuple[Path, Measured]]:
-    """Each file's digests and signals.
-
-    Raises:
-        UsageError: some file is unreadable or not an image (each one named); nothing is kept.
-    """
-    models = SignalModels.load()
-    measured, problems = [], []
-    for path in paths:
-        try:
-            measured.append((path, measure(path.read_bytes(), models)))
-        except (OSError, PoisonError) as error:
-            why = error.reason if isinstance(error, PoisonError) else error.strerror or "unreadable"
-            problems.append(f"{path}: {why}")
-        if progress:
-            progress.advance()
-    if progress:
-        progress.close()
-    if problems:
-        problems.append("nothing registered: remove or replace the files above and run again")
-        raise UsageError("\n".join(problems))
-    return measured
 
 
 def _withdraw(args: argparse.Namespace) -> int:
@@ -156,6 +91,9 @@ def _withdraw(args: argparse.Namespace) -> int:
         elif args.batch:
             _require_entries(view.in_batch(args.batch), f"batch {args.batch!r}")
             count = admin.withdraw_batch(args.batch, args.reason)
+        elif args.subject:
+            _require_entries(view.of_subject(args.subject), f"subject {args.subject!r}")
+            count = admin.withdraw_subject(args.subject, args.reason)
         else:
             count = admin.withdraw(args.entry_ids, args.reason)
             for entry_id in args.entry_ids:
@@ -208,7 +146,9 @@ def _export(args: argparse.Namespace) -> int:
     view = registry(kafka, topics)
     _require_entries(view.in_bank(args.bank), f"bank {args.bank!r}")
     records = functools.partial(registry_records, kafka, topics.registry)
-    for piece in export(view, records, args.bank, args.format):
+    if args.with_faces and args.format != "json":
+        raise UsageError("faces are biometric data: only --format json carries them")
+    for piece in export(view, records, args.bank, args.format, args.with_faces):
         sys.stdout.write(piece)
     warning = embeddings_left_out(args.format, view.with_embeddings(args.bank))
     if warning:

@@ -29,9 +29,15 @@ RecordSource = Callable[[], Records]
 the export has found every entry it wanted)."""
 
 
-def export(view: RegistryView, records: RecordSource, bank: str, fmt: Format) -> Iterator[str]:
-    """A bank's entries in ``fmt``, a piece at a time."""
-    wanted = view.in_bank(bank)
+def export(
+    view: RegistryView, records: RecordSource, bank: str, fmt: Format, faces: bool = False
+) -> Iterator[str]:
+    """A bank's entries in ``fmt``, a piece at a time.
+
+    Face entries (biometric data) are left out unless ``faces`` is asked for, in JSON only.
+    """
+    keep_faces = faces and fmt == "json"
+    wanted = {i: slot for i, slot in view.in_bank(bank).items() if keep_faces or not slot.face}
     with closing(records()) as replayed:
         yield from write(current_entries(replayed, wanted, bank), fmt)
 

@@ -5,9 +5,9 @@ HMA deployments, and from eraser itself. Parsing is all-or-nothing by default: e
 reported with its line (or, for JSON, item) number, and nothing is imported unless the caller
 chooses to skip them.
 
-- ``json``: a list of ``{"entry_id"?, "signals": {"pdq"?, "md5"?, "sha256"?, "embedding"?},
-  "labels"?}``; an unknown key is an error. The lossless format: export then import gives back
-  every entry exactly.
+- ``json``: a list of ``{"entry_id"?, "signals": {"pdq"?, "md5"?, "sha256"?, "embedding"?,
+  "keypoints"?, "face"?}, "labels"?, "subject"?}``; an unknown key is an error. The lossless
+  format: export then import gives back every entry exactly (faces only when asked for).
 - ``hma``: python-threatexchange / HMA text, one ``<signal_type> <value>`` per line (``pdq``,
   ``photo_md5``/``video_md5``/``md5``, ``sha256``). eraser adds two optional trailing fields: the
   entry id, then labels as ``key=value`` (percent-encoded). Lines with the same entry id are one
@@ -49,7 +49,7 @@ _HMA_SIGNALS = {
 }
 _CSV_SIGNALS = ("pdq", "md5", "sha256")
 _CSV_COLUMNS = ("entry_id", *_CSV_SIGNALS, "labels")
-_JSON_KEYS = frozenset({"entry_id", "signals", "labels"})
+_JSON_KEYS = frozenset({"entry_id", "signals", "labels", "subject"})
 _SIGNAL_KEYS = frozenset(Signals.model_fields)
 
 
@@ -84,6 +84,7 @@ class _Draft:
     entry_id: Any
     signals: dict[str, Any] = field(default_factory=dict)
     labels: Any = field(default_factory=dict)
+    subject: Any = None
 
 
 def parse(text: str, fmt: Format, bank: str) -> Parsed:
@@ -132,7 +133,9 @@ def embeddings_left_out(fmt: Format, with_embeddings: int) -> str | None:
 
 def entry_id_for(bank: str, signals: Signals) -> str:
     """A stable entry id for an imported entry that has none: the same hashes, the same id."""
-    key = "|".join([bank, *sorted(signals.pdq), signals.md5 or "", signals.sha256 or ""])
+    key = "|".join(
+        [bank, *sorted(signals.pdq), signals.md5 or "", signals.sha256 or "", signals.face or ""]
+    )
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"eraser:import:{key}"))
 
 
@@ -143,6 +146,7 @@ def _registration(draft: _Draft, bank: str) -> EntryRegistered:
         bank=bank,
         signals=signals,
         labels=draft.labels,
+        subject=draft.subject,
     )
 
 
@@ -241,7 +245,13 @@ def _read_json(text: str, problems: list[Problem]) -> list[_Draft]:
             problems.append(Problem(number, reason, "item"))
             continue
         drafts.append(
-            _Draft(number, item.get("entry_id"), item["signals"], item.get("labels") or {})
+            _Draft(
+                number,
+                item.get("entry_id"),
+                item["signals"],
+                item.get("labels") or {},
+                item.get("subject"),
+            )
         )
     return drafts
 
@@ -298,6 +308,7 @@ def _write_json(entries: Iterable[EntryRegistered]) -> Iterator[str]:
             "entry_id": entry.entry_id,
             "signals": entry.signals.model_dump(exclude_none=True, exclude_defaults=True),
             "labels": entry.labels,
+            **({"subject": entry.subject} if entry.subject else {}),
         }
         yield separator + json.dumps(item)
         separator = ",\n"

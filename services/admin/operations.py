@@ -137,6 +137,11 @@ class Admin:
         ids = self._registry().in_batch(batch)
         return self._withdraw(ids, reason, batch=batch, details={"by": "batch"})
 
+    def withdraw_subject(self, subject: str, reason: str) -> int:
+        """Withdraw every photograph and face of a subject (a child); how many."""
+        ids = self._registry().of_subject(subject)
+        return self._withdraw(ids, reason, details={"by": "subject", "subject": subject})
+
     def set_bank(self, configured: BankConfigured, reason: str) -> None:
         """Set a bank's policy."""
         policy = configured.model_dump(exclude={"bank", "description"})

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass, replace
 from typing import Annotated
 
-from fastapi import APIRouter, Body, HTTPException, Request, status
+from fastapi import APIRouter, Body, HTTPException, Query, Request, status
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -13,7 +15,8 @@ from services.admin.context import Actor, AdminContext, CaughtUp, Context, Reaso
 from services.admin.export import export
 from services.admin.formats import Format, embeddings_left_out, entry_id_for, parse
 from services.admin.operations import EntriesElsewhere, ImportRejected
-from services.registrar import hash_file
+from services.ingest.signals import SignalModels
+from services.registrar import face_entries, measure, registration
 from services.shared.errors import PoisonError
 from services.shared.schemas import BankName, EntryRegistered
 
@@ -41,12 +44,27 @@ def register_hashes(bank: BankName, body: EntryIn, context: Context, who: Actor)
 
 @router.post("/banks/{bank}/images", status_code=201, openapi_extra=_BINARY_BODY)
 async def register_image(
-    bank: BankName, request: Request, reason: Reason, context: Context, who: Actor
+    bank: BankName,
+    request: Request,
+    reason: Reason,
+    context: Context,
+    who: Actor,
+    faces: bool = False,
+    face: Annotated[int | None, Query(ge=1)] = None,
+    subject: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
 ) -> Registered:
-    """Register an image: hashed in memory and dropped; 413 over the byte cap."""
+    """Register an image: hashed in memory and dropped; 413 over the byte cap.
+
+    With ``faces`` (a bank whose policy holds faces), also its one face, or face number ``face``
+    of a group photo (422 when there is no face, or several and none is picked), under
+    ``subject`` (default: a new one).
+    """
     data = await _capped_body(request, context.max_image_bytes)
+    if faces and not context.banks.for_bank(bank).faces:
+        raise HTTPException(422, f"bank {bank!r} does not hold faces")
+    chosen = Faces(face, subject or str(uuid.uuid4())) if faces else None
     # Decoding and hashing take CPU-seconds: in a worker thread, the API keeps answering.
-    return await run_in_threadpool(_register_image, context, who, bank, data, reason)
+    return await run_in_threadpool(_register_image, context, who, bank, data, reason, chosen)
 
 
 @router.post("/banks/{bank}/import")
@@ -73,12 +91,17 @@ def import_list(
 
 @router.get("/banks/{bank}/export", response_class=StreamingResponse)
 def export_list(
-    bank: BankName, context: Context, who: Actor, format: Format = "hma"
+    bank: BankName, context: Context, who: Actor, format: Format = "hma", faces: bool = False
 ) -> StreamingResponse:
-    """A bank's entries as a hash list, streamed; header ``Eraser-Warning`` if some data is not."""
+    """A bank's entries as a hash list, streamed; header ``Eraser-Warning`` if some data is not.
+
+    Face entries (biometric data) only with ``faces``, and only in JSON (422 otherwise).
+    """
+    if faces and format != "json":
+        raise HTTPException(422, "faces are biometric data: only the json format carries them")
     warning = embeddings_left_out(format, context.view.with_embeddings(bank))
     return StreamingResponse(
-        export(context.view, context.records, bank, format),
+        export(context.view, context.records, bank, format, faces),
         media_type={"json": "application/json", "csv": "text/csv"}.get(format, "text/plain"),
         headers={"Eraser-Warning": warning} if warning else None,
     )
@@ -97,22 +120,43 @@ async def _capped_body(request: Request, limit: int) -> bytes:
     return bytes(received)
 
 
+@dataclass(frozen=True)
+class Faces:
+    """Which face of a photograph to register, and whose."""
+
+    number: int | None
+    subject: str
+
+
 def _register_image(
-    context: AdminContext, who: str, bank: str, data: bytes, reason: str
+    context: AdminContext, who: str, bank: str, data: bytes, reason: str, faces: Faces | None
 ) -> Registered:
     floor = context.banks.for_bank(bank).quality_floor
+    models = context.models or SignalModels()
+    if faces is None:
+        models = replace(models, faces=None)
     try:
-        hashed = hash_file(data, bank, floor, models=context.models)
+        measured = measure(data, models, faces.number if faces else None)
     except PoisonError as error:
         raise HTTPException(422, error.reason) from None
     finally:
         del data  # the image is never kept
-    _register(context, who, hashed.registration, reason)
-    return Registered(entry_id=hashed.registration.entry_id, warning=hashed.warning)
+    subject = faces.subject if faces else None
+    hashed = registration(measured, bank, floor, subject=subject)
+    found = face_entries(measured, bank, subject) if subject else []
+    _register(context, who, [hashed.registration, *found], reason)
+    return Registered(
+        entry_id=hashed.registration.entry_id,
+        warning=hashed.warning,
+        subject=subject,
+        face_entry_ids=[entry.entry_id for entry in found],
+    )
 
 
-def _register(context: AdminContext, who: str, entry: EntryRegistered, reason: str) -> None:
+def _register(
+    context: AdminContext, who: str, entries: list[EntryRegistered] | EntryRegistered, reason: str
+) -> None:
     try:
-        context.admin_for(who).register([entry], reason)
+        context.admin_for(who).register(entries if isinstance(entries, list) else [entries], reason)
     except EntriesElsewhere as elsewhere:
         raise HTTPException(status.HTTP_409_CONFLICT, str(elsewhere)) from None

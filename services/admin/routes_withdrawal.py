@@ -1,4 +1,4 @@
-"""Admin API: withdrawals (by entry, bank or batch) and the audit log that records them."""
+"""Admin API: withdrawals (by entry, bank, batch or subject) and the audit log recording them."""
 
 from __future__ import annotations
 
@@ -29,6 +29,12 @@ def withdraw_bank(bank: BankName, reason: Reason, context: Context, who: Actor) 
 def withdraw_batch(batch: str, reason: Reason, context: Context, who: Actor) -> Withdrawn:
     """Withdraw every entry of an import batch."""
     return Withdrawn(withdrawn=context.admin_for(who).withdraw_batch(batch, reason))
+
+
+@router.delete("/subjects/{subject}", tags=["withdrawal"], dependencies=[CaughtUp])
+def withdraw_subject(subject: str, reason: Reason, context: Context, who: Actor) -> Withdrawn:
+    """Withdraw every photograph and face of a subject (a child)."""
+    return Withdrawn(withdrawn=context.admin_for(who).withdraw_subject(subject, reason))
 
 
 @router.get("/audit", tags=["audit"], dependencies=[CaughtUp])

@@ -30,6 +30,8 @@ class Slot(NamedTuple):
     embeddings: bool
     partition: int
     offset: int
+    subject: str | None = None
+    face: bool = False
 
 
 class RegistryView:
@@ -74,6 +76,11 @@ class RegistryView:
         with self._lock:
             return {entry_id: s for entry_id, s in self._slots.items() if s.bank == bank}
 
+    def of_subject(self, subject: str) -> list[str]:
+        """The ids of the entries (photographs and faces) of a subject."""
+        with self._lock:
+            return [entry_id for entry_id, s in self._slots.items() if s.subject == subject]
+
     def in_batch(self, batch: str) -> list[str]:
         """The ids of the entries imported in a batch."""
         with self._lock:
@@ -107,6 +114,8 @@ def _slot(registration: EntryRegistered, record: ConsumerRecord) -> Slot:
         embeddings=bool(registration.signals.embedding),
         partition=record.partition,
         offset=record.offset,
+        subject=registration.subject,
+        face=registration.signals.face is not None,
     )
 
 

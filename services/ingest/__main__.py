@@ -20,7 +20,11 @@ def main() -> int:
     metrics = IngestMetrics()
     # Keypoints are checked only against entries the embedding shortlists: without embeddings
     # they would cost time and bytes for nothing.
-    models = SignalModels.load(settings.embeddings, settings.keypoints and settings.embeddings)
+    models = SignalModels.load(
+        settings.embeddings,
+        settings.keypoints and settings.embeddings,
+        settings.max_faces if settings.faces else 0,
+    )
     processor = IngestProcessor(
         settings.topics, MediaFetcher(settings.media), settings.media.max_pixels, metrics, models
     )

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from kafka.consumer.fetcher import ConsumerRecord
 
 from services.ingest.decoding import decode
+from services.ingest.faces import faces_seen
 from services.ingest.fetching import MediaFetcher
 from services.ingest.hashing import digests
 from services.ingest.signals import DECODE_SIDE, SignalModels, image_signals
@@ -105,6 +106,7 @@ class IngestProcessor:
             pdq_quality=signals.pdq_quality,
             embeddings=[embedding_to_text(vector) for vector in signals.embeddings],
             keypoints=keypoints_to_text(signals.keypoints) if signals.keypoints else None,
+            faces=faces_seen(signals.faces, image.width / image.pixels.shape[1]),
             width=image.width,
             height=image.height,
             format=image.format,

@@ -2,10 +2,10 @@
 
 An upload gets PDQ of the image and of its 7 other rotations/flips; PDQ of the picture cut out
 of what was added around it (padding, bars, frames, screenshot margins), as it is and mirrored,
-for each such view; the image embedding of the image and of each view; and the image's ORB
-keypoints. A registration gets PDQ of the image and of a few crops of it, so a cropped re-post
-still lands near one of them, and the image's embedding and keypoints. The accuracy benchmark
-calls these same functions.
+for each such view; the image embedding of the image and of each view; the image's ORB
+keypoints; and the embeddings of its largest faces. A registration gets PDQ of the image and of
+a few crops of it, so a cropped re-post still lands near one of them, and the image's embedding
+and keypoints. The accuracy benchmark calls these same functions.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from services.ingest.embedding import Embedder
+from services.ingest.faces import Face, FaceModels
 from services.ingest.hashing import pdq, pdq_dihedral
 from services.ingest.keypoints import KeypointExtractor
 from services.ingest.trimming import content_views
@@ -42,15 +43,22 @@ REFERENCE_CROPS = (
 
 @dataclass(frozen=True)
 class SignalModels:
-    """What computes the learned and local signals; either may be off (None)."""
+    """What computes the learned and local signals; any may be off (None)."""
 
     embedder: Embedder | None = None
     keypoints: KeypointExtractor | None = None
+    faces: FaceModels | None = None
+    max_faces: int = 5
 
     @classmethod
-    def load(cls, embeddings: bool = True, keypoints: bool = True) -> SignalModels:
-        """Build the models (the embedder takes about a second)."""
-        return cls(Embedder() if embeddings else None, KeypointExtractor() if keypoints else None)
+    def load(cls, embeddings: bool = True, keypoints: bool = True, faces: int = 0) -> SignalModels:
+        """Build the models (about a second each); ``faces``: how many faces to embed, if any."""
+        return cls(
+            Embedder() if embeddings else None,
+            KeypointExtractor() if keypoints else None,
+            FaceModels() if faces else None,
+            faces,
+        )
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,7 @@ class ImageSignals:
     pdq_quality: int
     embeddings: np.ndarray  # views x 1280 float32; 0 x 0 without an embedder
     keypoints: Keypoints | None = None  # None without an extractor
+    faces: tuple[Face, ...] = ()  # the largest faces, largest first; none without face models
 
 
 def thumbnail(pixels: np.ndarray, side: int = VIEW_SIDE) -> np.ndarray:
@@ -101,7 +110,9 @@ def image_signals(
     clock.lap("embedding")
     keypoints = models.keypoints.extract(small) if models.keypoints is not None else None
     clock.lap("keypoints")
-    return ImageSignals(tuple(hashes), whole.quality, embeddings, keypoints)
+    faces = models.faces.faces(pixels, models.max_faces) if models.faces is not None else []
+    clock.lap("faces")
+    return ImageSignals(tuple(hashes), whole.quality, embeddings, keypoints, tuple(faces))
 
 
 def _upright_and_mirrored(pixels: np.ndarray) -> list[str]:

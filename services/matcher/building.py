@@ -8,7 +8,7 @@ matcher keeps snapshots, else held in memory.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,7 @@ from services.matcher.bloom import bloom_filter, id_hashes
 from services.matcher.generation import (
     DIGESTS,
     DIMENSIONS,
+    FACE_DIMENSIONS,
     FORMAT_VERSION,
     Generation,
     Member,
@@ -77,26 +78,59 @@ def build(
             [v for _, v in new],
             width,
         )
-    kept_keys = renumber[old.full("emb_key")] if old else empty
-    alive = kept_keys >= 0
-    arrays["emb_key"] = np.concatenate(
-        [
-            kept_keys[alive],
-            np.repeat(
-                np.arange(len(live), len(live) + len(added)), [len(m.embeddings) for m in added]
-            ),
-        ]
-    )
-    arrays["emb"] = np.concatenate(
-        [
-            old.full("emb")[alive] if old else np.empty((0, DIMENSIONS), np.float16),
-            *(m.embeddings.astype(np.float16) for m in added),
-        ]
-    ).reshape(-1, DIMENSIONS)
+    for name, dimensions, of in (
+        ("emb", DIMENSIONS, lambda m: m.embeddings),
+        ("face", FACE_DIMENSIONS, lambda m: m.faces),
+    ):
+        arrays[f"{name}_key"], arrays[name] = _vectors(old, renumber, added, len(live), name, of)
+        arrays[name] = arrays[name].reshape(-1, dimensions)
+    _subjects(old, renumber, added, len(live), arrays)
     parts = [Rows(old.full("codes"), rows)] if old else []
     parts += [Rows(m.codes) for m in added]
     keypoints = _keypoints(old, renumber, added, len(live), arrays)
     return bulk(arrays, parts, banks, offsets, folder, keypoints)
+
+
+def _vectors(
+    old: Generation | None,
+    renumber: np.ndarray,
+    added: Sequence[Member],
+    first_added: int,
+    name: str,
+    of: Callable[[Member], np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
+    """The owner keys and float16 rows of one kind of vector: the old live ones, then the new."""
+    kept = renumber[old.full(f"{name}_key")] if old else np.empty(0, dtype=np.int64)
+    alive = kept >= 0
+    counts = [len(of(m)) for m in added]
+    keys = np.concatenate(
+        [kept[alive], np.repeat(np.arange(first_added, first_added + len(added)), counts)]
+    )
+    width = of(added[0]).shape[1] if added else old.full(name).shape[1] if old else 0
+    rows = np.concatenate(
+        [
+            old.full(name)[alive] if old else np.empty((0, width), np.float16),
+            *(of(m).astype(np.float16) for m in added),
+        ]
+    )
+    return keys, rows
+
+
+def _subjects(
+    old: Generation | None,
+    renumber: np.ndarray,
+    added: Sequence[Member],
+    first_added: int,
+    arrays: dict[str, np.ndarray],
+) -> None:
+    """Sets ``subject_key`` (ascending) and ``subject_value`` for the entries naming a subject."""
+    kept = renumber[old.full("subject_key")] if old else np.empty(0, dtype=np.int64)
+    alive = np.flatnonzero(kept >= 0)
+    new = [(first_added + n, m.subject.encode()) for n, m in enumerate(added) if m.subject]
+    arrays["subject_key"] = np.concatenate([kept[alive], [k for k, _ in new]]).astype(np.uint32)
+    arrays["subject_value"] = _joined(
+        old.full("subject_value") if old else None, alive, [v for _, v in new]
+    )
 
 
 def _keypoints(
@@ -154,6 +188,10 @@ def bulk(
         arrays[f"{signal}_value"], arrays[f"{signal}_key"] = values[order], keys[order]
     arrays.setdefault("emb", np.empty((0, DIMENSIONS), dtype=np.float16))
     arrays["emb_key"] = np.asarray(arrays.get("emb_key", np.empty(0)), dtype=np.uint32)
+    arrays.setdefault("face", np.empty((0, FACE_DIMENSIONS), dtype=np.float16))
+    arrays["face_key"] = np.asarray(arrays.get("face_key", np.empty(0)), dtype=np.uint32)
+    arrays.setdefault("subject_key", np.empty(0, dtype=np.uint32))
+    arrays.setdefault("subject_value", np.empty(0, dtype="S1"))
     arrays.setdefault("kp_key", np.empty(0, dtype=np.uint32))
     arrays.setdefault("kp_length", np.empty(0, dtype=np.uint16))
     streamed = {

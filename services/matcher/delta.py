@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from services.matcher.generation import DIMENSIONS, Entry, Member
+from services.matcher.generation import DIMENSIONS, FACE_DIMENSIONS, Entry, Member
 from services.matcher.index import PdqIndex, VectorIndex
 from services.shared.schemas import embedding_from_text
 
@@ -22,6 +22,13 @@ def embeddings_of(texts: list[str]) -> np.ndarray:
     """Wire-form embeddings as N x 1280 float32."""
     if not texts:
         return np.empty((0, DIMENSIONS), dtype=np.float32)
+    return np.stack([embedding_from_text(text) for text in texts])
+
+
+def faces_of(texts: list[str]) -> np.ndarray:
+    """Wire-form face embeddings as N x 128 float32."""
+    if not texts:
+        return np.empty((0, FACE_DIMENSIONS), dtype=np.float32)
     return np.stack([embedding_from_text(text) for text in texts])
 
 
@@ -44,6 +51,7 @@ class Delta:
     )
     pdq: PdqIndex = field(default_factory=PdqIndex)
     vectors: VectorIndex = field(default_factory=lambda: VectorIndex(DIMENSIONS))
+    faces: VectorIndex = field(default_factory=lambda: VectorIndex(FACE_DIMENSIONS))
 
     def add(self, member: Member) -> None:
         """Add an entry (its id must not be in the delta)."""
@@ -56,6 +64,7 @@ class Delta:
                 self.exact[signal][digest].add(key)
         self.pdq.add(key, member.codes.view(np.uint8).reshape(-1, 32))
         self.vectors.add(key, member.embeddings)
+        self.faces.add(key, member.faces)
 
     def remove(self, entry_id: str) -> bool:
         """Remove an entry; False if it is not in the delta."""
@@ -70,4 +79,5 @@ class Delta:
                 self.exact[signal][digest].discard(key)
         self.pdq.remove(key)
         self.vectors.remove(key)
+        self.faces.remove(key)
         return True

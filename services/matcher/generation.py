@@ -24,8 +24,9 @@ from services.matcher.mih import CHUNKS, MultiIndexHash
 from services.shared.keypoints import RECORD
 from services.shared.schemas import Signal
 
-FORMAT_VERSION = 3  # 3: keypoints
+FORMAT_VERSION = 4  # 3: keypoints; 4: faces and subjects
 DIMENSIONS = 1280
+FACE_DIMENSIONS = 128
 # Per-entry arrays read a row at a time (see columns.py); the rest is memory-mapped.
 SPARSE = (
     "ids",
@@ -39,6 +40,8 @@ SPARSE = (
     "kp",
     "kp_length",
     "kp_key",
+    "subject_key",
+    "subject_value",
 )
 DIGESTS = (("sha256", 32), ("md5", 16))
 
@@ -65,6 +68,8 @@ class Member:
     md5: str | None = None
     embeddings: np.ndarray = field(default_factory=lambda: np.empty((0, DIMENSIONS), np.float32))
     keypoints: bytes = b""
+    faces: np.ndarray = field(default_factory=lambda: np.empty((0, FACE_DIMENSIONS), np.float32))
+    subject: str | None = None
 
 
 class Generation:
@@ -89,7 +94,10 @@ class Generation:
         # registered from images, far fewer than hash-list entries.
         self.vectors = VectorIndex(DIMENSIONS)
         self.vectors.add_rows(np.asarray(arrays["emb_key"]), np.asarray(arrays["emb"]))
-        self._dense = {name: arrays[name] for name in ("emb", "emb_key")}
+        # Faces likewise: 128 numbers each, for the photographs registered with faces.
+        self.faces = VectorIndex(FACE_DIMENSIONS)
+        self.faces.add_rows(np.asarray(arrays["face_key"]), np.asarray(arrays["face"]))
+        self._dense = {name: arrays[name] for name in ("emb", "emb_key", "face", "face_key")}
 
     def __len__(self) -> int:
         return len(self._columns["ids"])
@@ -158,6 +166,14 @@ class Generation:
             return b""
         length = int(self._columns["kp_length"].at(at)) * RECORD.itemsize
         return bytes(self._columns["kp"].at(at)[:length])
+
+    def subject_of(self, key: int) -> str | None:
+        """The subject entry ``key`` is of, if it names one: two small reads."""
+        keys = self._columns["subject_key"]
+        at = _first_at_least(keys, key)
+        if at == len(keys) or int(keys.at(at)) != key:
+            return None
+        return bytes(self._columns["subject_value"].at(at)).decode()
 
     def pdq_owner(self, rows: np.ndarray) -> np.ndarray:
         """The entry number of each PDQ row."""

@@ -6,7 +6,9 @@ entry's bank threshold and the upload's PDQ quality reaches the bank's floor; wh
 embeddings is close enough to one of the entry's; when a PDQ hash and an embedding are both
 nearly close enough (two weaker signals agreeing); or when enough of its keypoints agree with the
 entry's on one geometric transform. Keypoints are checked against a shortlist: the entries nearest
-by embedding. A batch is searched in one call per index.
+by embedding. In banks with faces on, one of its faces matches a registered face (entries of
+their own, of a subject: a child) when their embeddings are close enough. A batch is searched in
+one call per index.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 
 from kafka.consumer.fetcher import ConsumerRecord
 
-from services.matcher.delta import embeddings_of
+from services.matcher.delta import embeddings_of, faces_of
 from services.matcher.generation import Entry
 from services.matcher.registry import Registry
 from services.matcher.verification import agreeing_keypoints
@@ -27,7 +29,15 @@ from services.shared.errors import PoisonError
 from services.shared.kafka import Outgoing, Result
 from services.shared.keypoints import keypoints_from_text
 from services.shared.metrics import MatcherMetrics
-from services.shared.schemas import CloudEvent, Match, MediaHashed, Signal, VerdictIssued, now
+from services.shared.schemas import (
+    CloudEvent,
+    FaceHit,
+    Match,
+    MediaHashed,
+    Signal,
+    VerdictIssued,
+    now,
+)
 from services.shared.verdicts import error_verdict, verdict_record
 
 SOURCE = "urn:eraser:matcher"
@@ -43,11 +53,15 @@ class Shortlist:
 
 @dataclass(frozen=True)
 class Found:
-    """What each index found for one upload: PDQ distance, cosine, agreeing keypoints."""
+    """What each index found for one upload: PDQ distance, cosine, agreeing keypoints, faces.
+
+    Faces as (the upload's face number, face entry, cosine).
+    """
 
     pdq: dict[Entry, int]
     embedding: dict[Entry, float] = field(default_factory=dict)
     keypoints: dict[Entry, int] = field(default_factory=dict)
+    faces: list[tuple[int, Entry, float]] = field(default_factory=list)
 
 
 class MatcherProcessor:
@@ -81,17 +95,26 @@ class MatcherProcessor:
                 vectors[n] if e.data.keypoints else vectors[n][:0] for n, e in enumerate(events)
             ]
             nearest = self._registry.nearest(with_keypoints, self._shortlist.entries)
+            faces = self._faces([event.data for event in events])
         with self._metrics.stage_seconds.labels("verify").time():
             agreeing = [
                 self._verified(event.data, candidates, pdq)
                 for event, candidates, pdq in zip(events, nearest, near, strict=True)
             ]
         return [
-            self._verdict(event.data, Found(pdq, embedding, keypoints))
-            for event, pdq, embedding, keypoints in zip(
-                events, near, similar, agreeing, strict=True
+            self._verdict(event.data, Found(pdq, embedding, keypoints, face))
+            for event, pdq, embedding, keypoints, face in zip(
+                events, near, similar, agreeing, faces, strict=True
             )
         ]
+
+    def _faces(self, uploads: list[MediaHashed]) -> list[list[tuple[int, Entry, float]]]:
+        """The registered faces near each upload's faces, if any bank has faces on."""
+        threshold = self._policies.lowest_face_threshold()
+        if threshold is None:
+            return [[] for _ in uploads]
+        faces = [faces_of([face.embedding for face in upload.faces]) for upload in uploads]
+        return self._registry.faces(faces, threshold)
 
     def _verified(
         self, hashed: MediaHashed, candidates: list[tuple[Entry, float]], near: dict[Entry, int]
@@ -152,7 +175,48 @@ class MatcherProcessor:
             _match(entry, "keypoints", max(0, 256 - count))
             for entry, count in found_by.keypoints.items()
         ]
+        faces = self._by_faces(hashed, found_by.faces)
+        if faces:  # name each image entry's subject, so the policy can see them agree
+            found = [self._with_subject(match) for match in found] + faces
         return sorted(found, key=lambda m: (m.bank, m.entry_id, m.signal))
+
+    def _by_faces(self, hashed: MediaHashed, hits: list[tuple[int, Entry, float]]) -> list[Match]:
+        """Face entries matched: in a bank with faces on, at its threshold or closer.
+
+        A bank asking for agreement (``face_agreement`` > 1) needs the upload's face to match
+        that many of the subject's registered faces; each entry is reported once, with the
+        upload's face that came closest.
+        """
+        qualifying = [
+            (number, entry, cosine)
+            for number, entry, cosine in hits
+            if (policy := self._policies.for_bank(entry.bank)).faces
+            and policy.enabled
+            and cosine >= policy.face_threshold
+        ]
+        subjects = {entry: self._registry.subject_of(entry) for _, entry, _ in qualifying}
+        agreeing: dict[tuple[int, str], set[Entry]] = {}
+        for number, entry, _ in qualifying:
+            agreeing.setdefault((number, subjects[entry] or entry.entry_id), set()).add(entry)
+        best: dict[Entry, tuple[float, int]] = {}
+        for number, entry, cosine in qualifying:
+            needed = self._policies.for_bank(entry.bank).face_agreement
+            group = agreeing[(number, subjects[entry] or entry.entry_id)]
+            if len(group) >= needed and cosine > best.get(entry, (-2.0, 0))[0]:
+                best[entry] = (cosine, number)
+        return [
+            _match(entry, "face", round(100 * (1 - min(1.0, cosine)))).model_copy(
+                update={
+                    "subject": subjects[entry],
+                    "face": FaceHit(box=hashed.faces[number].box, similarity=round(cosine, 4)),
+                }
+            )
+            for entry, (cosine, number) in best.items()
+        ]
+
+    def _with_subject(self, match: Match) -> Match:
+        subject = self._registry.subject_of(Entry(match.entry_id, match.bank))
+        return match.model_copy(update={"subject": subject}) if subject else match
 
     def _by_embedding(
         self,

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from services.matcher import building, snapshots
-from services.matcher.delta import Delta, codes_of, embeddings_of
-from services.matcher.generation import DIMENSIONS, Entry, Generation, Member
+from services.matcher.delta import Delta, codes_of, embeddings_of, faces_of
+from services.matcher.generation import DIMENSIONS, FACE_DIMENSIONS, Entry, Generation, Member
 from services.matcher.index import Similar, VectorIndex
 from services.shared.keypoints import Keypoints, unpack
 from services.shared.schemas import EntryRegistered, Signal
@@ -78,6 +78,7 @@ class Registry:
             "md5": self._base.digest_count("md5")
             + sum(len(keys) for d in deltas for keys in d.exact["md5"].values()),
             "embedding": self._base.vectors.rows + sum(d.vectors.rows for d in deltas),
+            "face": self._base.faces.rows + sum(d.faces.rows for d in deltas),
         }
 
     def register(self, registration: EntryRegistered) -> None:
@@ -90,6 +91,8 @@ class Registry:
             signals.md5,
             embeddings_of(signals.embedding),
             base64.b64decode(signals.keypoints) if signals.keypoints else b"",
+            faces_of([signals.face] if signals.face else []),
+            registration.subject,
         )
         with self._lock:
             self._withdraw_locked(registration.entry_id)
@@ -144,7 +147,29 @@ class Registry:
 
     def similar(self, vectors: list[np.ndarray], min_cosine: float) -> list[dict[Entry, float]]:
         """For each upload's embeddings, entries with a cosine >= ``min_cosine`` (the best)."""
-        return self._by_vectors(vectors, lambda index, q: index.search(q, min_cosine))
+        found = self._vector_hits(
+            vectors, DIMENSIONS, lambda generation: generation.vectors, min_cosine
+        )
+        return [_best(hits) for hits in found]
+
+    def faces(
+        self, faces: list[np.ndarray], min_cosine: float
+    ) -> list[list[tuple[int, Entry, float]]]:
+        """For each upload's faces, every face entry at ``min_cosine`` or more.
+
+        As (the upload's face number, entry, cosine).
+        """
+        return self._vector_hits(faces, FACE_DIMENSIONS, lambda part: part.faces, min_cosine)
+
+    def subject_of(self, entry: Entry) -> str | None:
+        """The subject ``entry`` is of, if it names one."""
+        with self._lock:
+            for delta in (self._delta, self._frozen):
+                if delta is not None and entry.entry_id in delta.members:
+                    return delta.members[entry.entry_id][1].subject
+            base, dead = self._base, self._dead
+        key = base.key_of(entry.entry_id)
+        return None if key is None or dead[key] else base.subject_of(key)
 
     def nearest(self, vectors: list[np.ndarray], count: int) -> list[list[tuple[Entry, float]]]:
         """For each upload's embeddings, the ``count`` nearest entries, nearest first."""
@@ -152,38 +177,46 @@ class Registry:
             return [[] for _ in vectors]
         # An entry may hold several vectors (older registrations carry crops and rotations): ask
         # for enough rows that ``count`` distinct entries remain.
-        found = self._by_vectors(vectors, lambda index, q: index.nearest(q, 16 * count))
-        return [sorted(best.items(), key=lambda item: -item[1])[:count] for best in found]
-
-    def _by_vectors(
-        self, vectors: list[np.ndarray], search: Callable[[VectorIndex, np.ndarray], list[Similar]]
-    ) -> list[dict[Entry, float]]:
-        """The best cosine per entry that ``search`` finds, for each upload's embeddings."""
-        owner = [upload for upload, views in enumerate(vectors) for _ in views]
-        queries = (
-            np.concatenate([v for v in vectors if len(v)])
-            if any(len(v) for v in vectors)
-            else np.empty((0, DIMENSIONS), np.float32)
+        found = self._vector_hits(
+            vectors, DIMENSIONS, lambda generation: generation.vectors, nearest=16 * count
         )
-        found: list[dict[Entry, float]] = [{} for _ in vectors]
+        return [sorted(_best(hits).items(), key=lambda item: -item[1])[:count] for hits in found]
+
+    def _vector_hits(
+        self,
+        vectors: list[np.ndarray],
+        dimensions: int,
+        index_of: Callable[[Generation | Delta], VectorIndex],
+        min_cosine: float = -1.0,
+        nearest: int = 0,
+    ) -> list[list[tuple[int, Entry, float]]]:
+        """For each upload's vectors, the live rows found, as (vector number, entry, cosine).
+
+        The rows at ``min_cosine`` or more, or with ``nearest``, that many nearest to each vector.
+        """
+        owner = [(upload, n) for upload, rows in enumerate(vectors) for n in range(len(rows))]
+        queries = np.concatenate([np.empty((0, dimensions), np.float32), *vectors])
+
+        def search(index: VectorIndex) -> list[Similar]:
+            if nearest:
+                return index.nearest(queries, nearest)
+            return index.search(queries, min_cosine)
+
+        found: list[list[tuple[int, Entry, float]]] = [[] for _ in vectors]
         with self._lock:
             base, dead, deltas = self._base, self._dead, [self._frozen, self._delta]
-        hits = [
-            (s.query, base.entry(s.key), s.cosine)
-            for s in search(base.vectors, queries)
-            if not dead[s.key]
-        ]
+        hits = [(s, base.entry(s.key)) for s in search(index_of(base)) if not dead[s.key]]
         with self._lock:
             for delta in deltas:
                 if delta is not None:
                     hits += [
-                        (s.query, delta.by_key[s.key], s.cosine)
-                        for s in search(delta.vectors, queries)
+                        (s, delta.by_key[s.key])
+                        for s in search(index_of(delta))
                         if s.key in delta.by_key
                     ]
-        for query, entry, cosine in hits:
-            best = found[owner[query]]
-            best[entry] = max(cosine, best.get(entry, cosine))
+        for similar, entry in hits:
+            upload, number = owner[similar.query]
+            found[upload].append((number, entry, similar.cosine))
         return found
 
     def keypoints_of(self, entry: Entry) -> Keypoints | None:
@@ -336,3 +369,11 @@ class Registry:
         if idle and due and base.folder is not None:
             snapshots.mark_current(base)
             self._marked_current = time.monotonic()
+
+
+def _best(hits: list[tuple[int, Entry, float]]) -> dict[Entry, float]:
+    """The best cosine of each entry among ``hits``."""
+    best: dict[Entry, float] = {}
+    for _, entry, cosine in hits:
+        best[entry] = max(cosine, best.get(entry, cosine))
+    return best

@@ -53,6 +53,22 @@ class BankBook:
             ]
         )
 
+    def lowest_face_threshold(self) -> float | None:
+        """The lowest face cosine any bank with faces on matches at; None if no bank has faces.
+
+        A bank without a published policy takes ERASER_BANKS or the default, so those count too.
+        """
+        with self._lock:
+            configured = list(self._configured.values())
+        defaults = self._defaults
+        policies = [
+            *(p for name, p in defaults.banks.items() if name not in self._configured),
+            defaults.default_policy,
+            *configured,
+        ]
+        thresholds = [p.face_threshold for p in policies if p.faces and p.enabled]
+        return min(thresholds) if thresholds else None
+
     def apply(self, record: ConsumerRecord) -> None:
         """Apply one banks-topic record: a policy, or a tombstone that resets the bank."""
         name = record.key.decode(errors="replace") if record.key else ""

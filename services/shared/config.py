@@ -211,6 +211,12 @@ class IngestSettings(ServiceSettings):
     keypoints: bool = Field(
         default=True, description="Compute ORB keypoints for geometric verification (a few ms)."
     )
+    faces: bool = Field(
+        default=True, description="Find faces and embed them, for banks with faces on."
+    )
+    max_faces: int = Field(
+        default=5, ge=1, le=16, description="Faces embedded per upload: the largest ones."
+    )
 
     @field_validator("media")
     @classmethod

@@ -58,24 +58,38 @@ BankName = Annotated[
     StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$"),
     Field(description="Bank name: lower-case letters, digits, '_', '.', '-' (at most 64)."),
 ]
-Signal = Literal["sha256", "md5", "pdq", "embedding", "keypoints"]
+Signal = Literal["sha256", "md5", "pdq", "embedding", "keypoints", "face"]
 EMBEDDING_DIMENSIONS = 1280
+FACE_DIMENSIONS = 128
 
 
-def _is_embedding(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            raw = base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            raise ValueError("not base64") from None
-        if len(raw) != 2 * EMBEDDING_DIMENSIONS:
-            raise ValueError(f"an embedding is {EMBEDDING_DIMENSIONS} float16 values")
-    return value
+def _float16s(count: int, what: str) -> Any:
+    """A validator: base64 of exactly ``count`` float16 values."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                raw = base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError):
+                raise ValueError("not base64") from None
+            if len(raw) != 2 * count:
+                raise ValueError(f"{what} is {count} float16 values")
+        return value
+
+    return BeforeValidator(check)
 
 
+FaceEmbedding = Annotated[
+    str,
+    _float16s(FACE_DIMENSIONS, "a face embedding"),
+    Field(
+        description="A face embedding: 128 little-endian float16 values, L2-normalised, base64. "
+        "Model: SFace 2021dec on the face aligned by its 5 landmarks (biometric data)."
+    ),
+]
 Embedding = Annotated[
     str,
-    BeforeValidator(_is_embedding),
+    _float16s(EMBEDDING_DIMENSIONS, "an embedding"),
     Field(
         description="An image embedding: 1280 little-endian float16 values, L2-normalised, "
         "base64. Model: MobileNetV2 (ImageNet weights), generalised-mean pooled."
@@ -134,6 +148,23 @@ class UploadReceived(Schema):
         return self
 
 
+class FaceBox(Schema):
+    """Where a face is in an upload: pixels of the upright image as stored."""
+
+    x: int = Field(ge=0, description="Left edge.")
+    y: int = Field(ge=0, description="Top edge.")
+    width: int = Field(gt=0, description="Width.")
+    height: int = Field(gt=0, description="Height.")
+
+
+class FaceSeen(Schema):
+    """A face ingest found in an upload: where, how sure, and its embedding (no pixels)."""
+
+    box: FaceBox = Field(description="Where the face is.")
+    score: float = Field(ge=0, le=1, description="The detector's confidence.")
+    embedding: FaceEmbedding
+
+
 class MediaHashed(Schema):
     """Ingest fetched, decoded and hashed an upload (internal topic, ingest → matcher)."""
 
@@ -159,11 +190,23 @@ class MediaHashed(Schema):
     keypoints: KeypointsText | None = Field(
         default=None, description="ORB keypoints of the image, for geometric verification."
     )
+    faces: list[FaceSeen] = Field(
+        default_factory=list,
+        max_length=16,
+        description="The largest faces in the image (at most ERASER_INGEST_MAX_FACES).",
+    )
     width: int = Field(gt=0, description="Decoded width in pixels, after EXIF orientation.")
     height: int = Field(gt=0, description="Decoded height in pixels, after EXIF orientation.")
     format: Annotated[str, StringConstraints(max_length=16)] = Field(
         description="The image format Pillow detected (JPEG, PNG, WEBP, ...)."
     )
+
+
+class FaceHit(Schema):
+    """Which face of the upload matched a registered face, and how closely."""
+
+    box: FaceBox = Field(description="Where the matching face is in the upload.")
+    similarity: float = Field(ge=-1, le=1, description="Cosine of the two face embeddings.")
 
 
 class Match(Schema):
@@ -175,10 +218,14 @@ class Match(Schema):
     distance: int = Field(
         ge=0,
         le=256,
-        description="Hamming distance for pdq, 0 for exact digests, for embedding "
+        description="Hamming distance for pdq, 0 for exact digests, for embedding and face "
         "round(100 x (1 - cosine)), and for keypoints 256 minus the number of keypoints in "
         "geometric agreement (at least 0).",
     )
+    subject: Identifier | None = Field(
+        default=None, description="The person the entry belongs to, for entries that name one."
+    )
+    face: FaceHit | None = Field(default=None, description="For a face match: which face.")
 
 
 class VerdictIssued(Schema):
@@ -260,6 +307,20 @@ class BankPolicy(Schema):
         description="Keypoints in geometric agreement at or above which to match (unrelated "
         "photographs reach 9 on the accuracy benchmark).",
     )
+    faces: bool = Field(
+        default=False,
+        description="The bank may hold faces (biometric data: opt in, with consent), and uploads "
+        "are searched for them. A face match alone only ever asks for review.",
+    )
+    face_threshold: float = Field(
+        default=0.45, ge=0, le=1, description="Face embedding cosine at or above which to match."
+    )
+    face_agreement: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="How many of a subject's registered faces an upload's face must match.",
+    )
     enabled: bool = Field(default=True, description="Disabled banks neither match nor act.")
     negative: bool = Field(
         default=False,
@@ -310,11 +371,17 @@ class Signals(Schema):
     keypoints: KeypointsText | None = Field(
         default=None, description="ORB keypoints of the image, for geometric verification."
     )
+    face: FaceEmbedding | None = Field(
+        default=None, description="A face entry's one face embedding (and no other signal)."
+    )
 
     @model_validator(mode="after")
     def _not_empty(self) -> Signals:
-        if not (self.pdq or self.sha256 or self.md5 or self.embedding or self.keypoints):
+        image = self.pdq or self.sha256 or self.md5 or self.embedding or self.keypoints
+        if not (image or self.face):
             raise ValueError("at least one signal is required")
+        if image and self.face:
+            raise ValueError("a face is an entry of its own, with no image signal beside it")
         if self.keypoints and not self.embedding:
             # Keypoints are checked for the entries an upload's embedding shortlists.
             raise ValueError("keypoints need an embedding beside them")
@@ -331,6 +398,11 @@ class EntryRegistered(Schema):
     signals: Signals = Field(description="The entry's hashes.")
     labels: dict[str, str] = Field(
         default_factory=dict, max_length=64, description="Free-form string labels."
+    )
+    subject: Identifier | None = Field(
+        default=None,
+        description="The person the entry is of: the photographs and faces registered for one "
+        "child share it, so a face match and an image match of the same subject can agree.",
     )
 
 

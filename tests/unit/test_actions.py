@@ -151,3 +151,25 @@ def test_keypoints_alone_go_to_review_and_with_another_signal_act():
     assert "40 keypoints agree" in alone[0].reason
     assert [(a.action, a.signal) for a in with_embedding] == [("remove", "keypoints")]
     assert [(a.action, a.signal) for a in with_pdq] == [("remove", "pdq")]
+
+
+def face(entry, subject, distance=40, bank="kids"):
+    return m(entry, "face", distance, bank).model_copy(update={"subject": subject})
+
+
+def test_a_face_match_alone_is_never_acted_on_unreviewed_whatever_the_bank_says():
+    actions = decide(verdict(face("f1", "child-1", distance=2)), POLICIES, T)
+    assert [(a.entry_id, a.action) for a in actions] == [("f1", "review")]
+    assert "a person must confirm" in actions[0].reason
+
+
+def test_a_face_and_a_photo_of_the_same_subject_agree_and_get_the_bank_action():
+    same = m("p1", "pdq", distance=20).model_copy(update={"subject": "child-1"})
+    other = m("p2", "embedding", distance=5).model_copy(update={"subject": "child-2"})
+    actions = decide(verdict(face("f1", "child-1"), same, other), POLICIES, T)
+    assert {(a.entry_id, a.action) for a in actions} == {
+        ("f1", "remove"),  # face and photo of child-1 agree
+        ("p1", "remove"),  # a PDQ distance over the auto threshold, but the face agrees
+        ("p2", "review"),  # an embedding alone, and no face of child-2 matched
+    }
+    assert "same subject agree" in next(a for a in actions if a.entry_id == "f1").reason

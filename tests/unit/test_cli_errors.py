@@ -13,7 +13,9 @@ import subprocess
 import sys
 
 import pytest
+from PIL import Image
 
+from services.bench.face_data import sdist_portraits
 from services.cli import main
 from services.pipeline import http_ports, instances
 from tests.images import photo_bytes
@@ -145,3 +147,18 @@ def test_every_process_of_run_has_its_own_port_by_default(ingest):
     assert ports["ingest"] == 9101 and ports["matcher"] == 9102 and ports["actions"] == 9103
     if ingest > 1:
         assert ports["ingest-2"] == 9111
+
+
+def test_a_group_photo_registered_with_faces_is_refused_until_a_face_is_picked(capsys, tmp_path):
+    from tests.unit.test_faces import CACHE, side_by_side
+
+    photos = sdist_portraits(CACHE)
+    group = tmp_path / "group.jpg"
+    group.write_bytes(side_by_side(photos["biden"].data, photos["obama"].data))
+    lines = _fails(capsys, "register", "--bank", "kids", "--faces", str(group))
+    assert lines[0].startswith(f"eraser: {group}: 2 faces: pick the child's with --face N")
+    assert "nothing registered" in lines[1]
+
+    assert main(["register", "--bank", "kids", "--preview", str(tmp_path / "p"), str(group)]) == 0
+    assert capsys.readouterr().out == f"{group}\t2 faces\t{tmp_path / 'p' / 'group.faces.png'}\n"
+    assert Image.open(tmp_path / "p" / "group.faces.png").size == (1200, 800)

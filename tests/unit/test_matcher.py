@@ -67,12 +67,12 @@ def test_registry_replaces_and_withdraws_entries():
     registry = Registry()
     registry.register(registration("e1", pdq=[BASE], sha256="a" * 64))
     registry.register(registration("e1", pdq=[flip(BASE, 100)], sha256="b" * 64))
-    assert registry.counts() == {"pdq": 1, "sha256": 1, "md5": 0, "embedding": 0}
+    assert registry.counts() == {"pdq": 1, "sha256": 1, "md5": 0, "embedding": 0, "face": 0}
     assert registry.exact("sha256", "a" * 64) == []
     assert [e.entry_id for e in registry.exact("sha256", "b" * 64)] == ["e1"]
     assert registry.withdraw("e1") is True
     assert registry.withdraw("e1") is False
-    assert registry.counts() == {"pdq": 0, "sha256": 0, "md5": 0, "embedding": 0}
+    assert registry.counts() == {"pdq": 0, "sha256": 0, "md5": 0, "embedding": 0, "face": 0}
 
 
 def test_near_reports_each_entry_once_with_its_smallest_distance():

@@ -138,7 +138,7 @@ def test_a_restart_loads_the_latest_snapshot_with_its_offsets(rng, tmp_path):
     assert restarted.offsets == {0: 6, 1: 2}
     assert {e.entry_id for e in restarted.near([[codes[0]]], 0)[0]} == {"e0", "e9"}
     assert len(restarted.exact("sha256", "ab" * 32)) == 5
-    assert restarted.counts() == {"pdq": 6, "sha256": 5, "md5": 0, "embedding": 0}
+    assert restarted.counts() == {"pdq": 6, "sha256": 5, "md5": 0, "embedding": 0, "face": 0}
 
 
 def test_no_snapshot_means_none(tmp_path):

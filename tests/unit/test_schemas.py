@@ -10,11 +10,15 @@ from services.shared.schemas import (
     AuditRecorded,
     BankConfigured,
     EntryRegistered,
+    FaceBox,
+    FaceHit,
+    FaceSeen,
     Match,
     MediaHashed,
     Signals,
     UploadReceived,
     VerdictIssued,
+    embedding_to_text,
     encode,
     event_id,
     new_event,
@@ -23,6 +27,8 @@ from services.shared.schemas import (
 )
 
 T = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+FACE = embedding_to_text(np.full(128, 128**-0.5, dtype=np.float32))
+BOX = FaceBox(x=4, y=5, width=60, height=70)
 PDQ = "f" * 64
 SHA = "a" * 64
 MD5 = "b" * 32
@@ -85,7 +91,44 @@ EXAMPLES = [
         signals=Signals(pdq=[PDQ], sha256=SHA, md5=MD5),
         labels={"source": "parent"},
     ),
+    EntryRegistered(entry_id="f", bank="kids", signals=Signals(face=FACE), subject="child-1"),
+    MediaHashed(
+        upload_id="u",
+        content_id="c",
+        uploaded_at=T,
+        sha256=SHA,
+        md5=MD5,
+        pdq=[PDQ] * 8,
+        pdq_quality=90,
+        faces=[FaceSeen(box=BOX, score=0.93, embedding=FACE)],
+        width=10,
+        height=20,
+        format="PNG",
+    ),
+    VerdictIssued(
+        upload_id="u",
+        content_id="c",
+        verdict="match",
+        scanned_at=T,
+        matches=[
+            Match(
+                bank="kids",
+                entry_id="f",
+                signal="face",
+                distance=38,
+                subject="child-1",
+                face=FaceHit(box=BOX, similarity=0.62),
+            )
+        ],
+    ),
 ]
+
+
+def test_a_face_is_an_entry_of_its_own():
+    with pytest.raises(ValueError, match="a face is an entry of its own"):
+        Signals(face=FACE, sha256=SHA)
+    with pytest.raises(ValueError, match="a face embedding is 128 float16 values"):
+        Signals(face=embedding_to_text(np.ones(1280, dtype=np.float32)))
 
 
 @pytest.mark.parametrize("data", EXAMPLES, ids=lambda d: type(d).__name__)
