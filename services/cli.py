@@ -123,6 +123,14 @@ def _parser() -> argparse.ArgumentParser:
     hostile.add_argument("--json", type=Path, default=Path("results/hostile.json"))
     hostile.set_defaults(command=_bench_hostile)
 
+    faces = benches.add_parser("faces", help="the face tier: recall, false matches, cost, scale")
+    faces.add_argument("--cache", type=Path, default=Path(".cache/faces"))
+    faces.add_argument("--accuracy-cache", type=Path, default=Path(".cache/accuracy"))
+    faces.add_argument(
+        "--index-size", type=int, action="append", default=None, help="registered faces (repeat)"
+    )
+    faces.add_argument("--json", type=Path, default=Path("results/faces.json"))
+    faces.set_defaults(command=_bench_faces)
     conformance = benches.add_parser("pdq", help="eraser's PDQ against Meta's reference code")
     conformance.add_argument("--cache", type=Path, default=Path(".cache/accuracy"))
     conformance.add_argument("--json", type=Path, default=Path("results/pdq.json"))
@@ -205,10 +213,17 @@ def _bench_hostile(args: argparse.Namespace) -> int:
     return commands.hostile(args.json)
 
 
-def _bench_pdq(args: argparse.Namespace) -> int:
-    from services.bench import commands
+def _bench_faces(args: argparse.Namespace) -> int:
+    from services.bench import faces_report
 
-    return commands.pdq(args.cache, args.json)
+    sizes = args.index_size or [1_000_000]
+    return faces_report.run(args.cache, args.accuracy_cache, sizes, args.json)
+
+
+def _bench_pdq(args: argparse.Namespace) -> int:
+    from services.bench import pdq_conformance
+
+    return pdq_conformance.run(args.cache, args.json)
 
 
 def _schemas(args: argparse.Namespace) -> int:

@@ -436,34 +436,3 @@ def _rss_range(samples: list[dict[str, int]], name: str) -> str:
         f"{values[0]:.0f} -> {values[-1]:.0f} MiB "
         f"(min {min(values):.0f}, max {max(values):.0f}, {len(values)} samples)"
     )
-
-
-def pdq(cache: Path, json_path: Path, out: Out = print) -> int:
-    """Measure eraser's PDQ against the reference; 0 if every target was met."""
-    from services.bench import pdq_conformance as bench
-
-    measured = [bench.measure(source, data) for source, data in bench.images(cache)]
-    found = bench.report(measured)
-    out(
-        f"{len(measured)} images, {found.hashable} of PDQ quality >= 50 (the rest are matched by "
-        "no bank); bits from pdqhash.compute on every pixel of the upright decoded image"
-    )
-    rows = [
-        (name, s["images"], f"{s['p50']:.0f}", f"{s['p99']:.0f}", s["max"], f"{s['within_10']:.1%}")
-        for name, s in found.bits.items()
-    ]
-    out(table(("hash: images", "images", "p50", "p99", "max", "within 10 bits"), rows))
-    speed = [(name, n, f"{ms:.1f}", f"{old:.1f}") for name, (n, ms, old) in found.speed.items()]
-    out(table(("PDQ of ingest's pixels (8 turns)", "images", "ms", "former trick ms"), speed))
-    out(f"targets (vectors within 10 bits; >= 200 photographs, max <= 16): {found.verdict}")
-    write_json(
-        json_path,
-        "pdq",
-        {
-            "bits": found.bits,
-            "speed_ms": found.speed,
-            "met": found.met,
-            "images": [vars(m) for m in measured],
-        },
-    )
-    return 0 if found.met else 1

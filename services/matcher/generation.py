@@ -27,6 +27,9 @@ from services.shared.schemas import Signal
 FORMAT_VERSION = 4  # 3: keypoints; 4: faces and subjects
 DIMENSIONS = 1280
 FACE_DIMENSIONS = 128
+# Past this many faces a generation searches them through an inverted file, re-checked exactly
+# (a flat scan costs about 10 ms per face here, growing with the count).
+APPROXIMATE_FACES = 200_000
 # Per-entry arrays read a row at a time (see columns.py); the rest is memory-mapped.
 SPARSE = (
     "ids",
@@ -95,7 +98,7 @@ class Generation:
         self.vectors = VectorIndex(DIMENSIONS)
         self.vectors.add_rows(np.asarray(arrays["emb_key"]), np.asarray(arrays["emb"]))
         # Faces likewise: 128 numbers each, for the photographs registered with faces.
-        self.faces = VectorIndex(FACE_DIMENSIONS)
+        self.faces = VectorIndex(FACE_DIMENSIONS, approximate_above=APPROXIMATE_FACES)
         self.faces.add_rows(np.asarray(arrays["face_key"]), np.asarray(arrays["face"]))
         self._dense = {name: arrays[name] for name in ("emb", "emb_key", "face", "face_key")}
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from services.matcher import index as index_module
-from services.matcher.index import PdqIndex, codes_from_hex
+from services.matcher.index import PdqIndex, VectorIndex, codes_from_hex
 
 
 def _brute_force(codes, keys, queries, radius, dead=()):
@@ -60,3 +60,30 @@ def test_an_empty_index_finds_nothing():
 def test_hex_codes_round_trip():
     code = "0123456789abcdef" * 4
     assert codes_from_hex([code]).tobytes().hex() == code
+
+
+def _unit_rows(rng, rows, dimensions=128):
+    vectors = rng.normal(size=(rows, dimensions)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def test_a_large_vector_index_is_approximate_and_rechecks_every_candidate_exactly():
+    rng = np.random.default_rng(3)
+    rows = _unit_rows(rng, 20_000)
+    exact, approximate = VectorIndex(128), VectorIndex(128, approximate_above=10_000)
+    keys = np.arange(20_000)
+    exact.add_rows(keys, rows)
+    approximate.add_rows(keys, rows.astype(np.float16))
+    assert approximate.approximate and not exact.approximate
+    noise = _unit_rows(rng, 200)
+    queries = rows[:200] * 0.8 + noise * 0.6
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    wanted = {(s.query, s.key) for s in exact.search(queries, 0.6)}
+    found = approximate.search(queries, 0.6)
+    assert len({(s.query, s.key) for s in found} & wanted) >= 0.95 * len(wanted)
+    assert all(
+        s.cosine == pytest.approx(float(rows[s.key] @ queries[s.query]), abs=2e-3) for s in found
+    )
+    assert [s.key for s in approximate.nearest(queries[:1], 1)] == [0]
+    approximate.remove(0)
+    assert 0 not in {s.key for s in approximate.search(queries[:1], 0.6)}
