@@ -39,6 +39,7 @@ class Person:
     name: str
     registered: list[np.ndarray] = field(default_factory=list)
     probes: list[tuple[np.ndarray, Detected]] = field(default_factory=list)
+    probe_faces: list[np.ndarray] = field(default_factory=list)  # the probes' face embeddings
 
 
 @dataclass
@@ -85,6 +86,8 @@ def gallery(models: FaceModels, cache: Path, accuracy_photos: list[Path]) -> Gal
         person = Person(name, probes=faces[enrolled:])
         for pixels, face in faces[:enrolled]:
             person.registered += models.embed(pixels, [face])
+        for pixels, face in person.probes:
+            person.probe_faces += models.embed(pixels, [face])
         people[name] = person
     return Gallery(people, distractors, targets, len(photos), len(photos) - len(kept))
 
@@ -123,7 +126,7 @@ def composite_scores(
     return scores
 
 
-def impostor_scores(models: FaceModels, gallery: Gallery) -> np.ndarray:
+def impostor_scores(gallery: Gallery) -> np.ndarray:
     """Cosines of every face of a person against every face of someone else.
 
     What a registered face meets: every person's faces stand for registered ones, and are
@@ -132,13 +135,32 @@ def impostor_scores(models: FaceModels, gallery: Gallery) -> np.ndarray:
     """
     people, owners = [], []
     for number, person in enumerate(gallery.people.values()):
-        probes = [f for pixels, face in person.probes for f in models.embed(pixels, [face])]
-        people += [*person.registered, *probes]
-        owners += [number] * (len(person.registered) + len(probes))
+        people += [*person.registered, *person.probe_faces]
+        owners += [number] * (len(person.registered) + len(person.probe_faces))
     vectors, owner = np.stack(people), np.asarray(owners)
     between_people = (vectors @ vectors.T)[np.triu(owner[:, None] != owner[None, :], k=1)]
     against_distractors = (np.stack(gallery.distractor_faces) @ vectors.T).ravel()
     return np.concatenate([between_people, against_distractors])
+
+
+def agreement_scores(gallery: Gallery) -> tuple[list[float], np.ndarray]:
+    """With two faces of a subject registered and both required to match (face_agreement 2).
+
+    The lower of the two cosines, for each probe of the person and for every face of someone
+    else: what the threshold must clear for a match.
+    """
+    same, impostors = [], []
+    for name, person in gallery.people.items():
+        if len(person.registered) < 2:
+            continue
+        two = np.stack(person.registered[:2])
+        same += [float((two @ face).min()) for face in person.probe_faces]
+        others = [*gallery.distractor_faces]
+        for other, someone in gallery.people.items():
+            if other != name:
+                others += [*someone.registered, *someone.probe_faces]
+        impostors.append((np.stack(others) @ two.T).min(axis=1))
+    return same, np.concatenate(impostors)
 
 
 def _shrunk(pixels: np.ndarray, scale: float) -> np.ndarray:
