@@ -39,6 +39,10 @@ class Registered(BaseModel):
 
     entry_id: str
     warning: str | None = None
+    case: str | None = Field(default=None, description="The requester's case number.")
+    pin: str | None = Field(
+        default=None, description="The case's PIN: shown this once, never kept (only its hash)."
+    )
 
 
 class Imported(BaseModel):

@@ -26,10 +26,12 @@ from services.admin.operations import Admin, ImportRejected
 from services.admin.progress import Progress
 from services.admin.publishing import Publisher
 from services.admin.state import bank_book, connect, registry, replay_existing
+from services.cases.operations import open_case
 from services.ingest.signals import SignalModels
 from services.registrar import IMAGE_SUFFIXES, Measured, image_paths, measure, registration
 from services.shared.errors import PoisonError, UsageError
-from services.shared.schemas import AuditRecorded, CloudEvent, parse_event
+from services.shared.passwords import hash_secret
+from services.shared.schemas import AuditRecorded, CloudEvent, now, parse_event
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -50,6 +52,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     withdraw.set_defaults(command=_withdraw)
     _add_lists(commands)
     bank_commands.add_commands(commands)
+
+    review = commands.add_parser("review", help="the review console's accounts")
+    reviews = review.add_subparsers(required=True, metavar="ACTION")
+    password = reviews.add_parser(
+        "password", help="read a password on stdin, print its hash for ERASER_REVIEW_USERS"
+    )
+    password.set_defaults(command=_review_password)
 
     audit = commands.add_parser("audit", help="read the audit log")
     audit.add_argument("--bank", help="only changes to this bank")
@@ -91,10 +100,17 @@ def _register(args: argparse.Namespace) -> int:
     try:
         # Without the registry: the ids are derived from the bank, so none is another bank's.
         Admin(publisher, None, args.actor).register([r for _, r in registered], args.reason)
+        ids = [entry.entry_id for _, entry in registered]
+        case = open_case(publisher.case, publisher.audit, args.actor, args.bank, ids, now())
     finally:
         publisher.close()
     for path, entry in registered:
         print(f"{entry.entry_id}\t{path}")
+    print(
+        f"case {case[0]}, PIN {case[1]}: give both to the person who asked; the PIN is shown "
+        "only now (they check the case, or withdraw, at /case on the admin service)",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -242,4 +258,12 @@ def _audit(args: argparse.Namespace) -> int:
                 f"{event.time:%Y-%m-%dT%H:%M:%SZ}\t{record.actor}\t{record.operation}\t"
                 f"{target}\t{record.count}\t{record.reason}\t{ids}"
             )
+    return 0
+
+
+def _review_password(args: argparse.Namespace) -> int:
+    secret = sys.stdin.readline().rstrip("\n")
+    if len(secret) < 12:
+        raise UsageError("a reviewer's password needs at least 12 characters")
+    print(hash_secret(secret))
     return 0

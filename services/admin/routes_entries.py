@@ -15,7 +15,7 @@ from services.admin.formats import Format, embeddings_left_out, entry_id_for, pa
 from services.admin.operations import EntriesElsewhere, ImportRejected
 from services.registrar import hash_file
 from services.shared.errors import PoisonError
-from services.shared.schemas import BankName, EntryRegistered
+from services.shared.schemas import BankName, EntryRegistered, now
 
 router = APIRouter(tags=["entries"], dependencies=[CaughtUp])
 _BINARY_BODY = {
@@ -36,7 +36,7 @@ def register_hashes(bank: BankName, body: EntryIn, context: Context, who: Actor)
         labels=body.labels,
     )
     _register(context, who, entry, body.reason)
-    return Registered(entry_id=entry.entry_id)
+    return _with_case(context, who, bank, Registered(entry_id=entry.entry_id))
 
 
 @router.post("/banks/{bank}/images", status_code=201, openapi_extra=_BINARY_BODY)
@@ -108,7 +108,16 @@ def _register_image(
     finally:
         del data  # the image is never kept
     _register(context, who, hashed.registration, reason)
-    return Registered(entry_id=hashed.registration.entry_id, warning=hashed.warning)
+    registered = Registered(entry_id=hashed.registration.entry_id, warning=hashed.warning)
+    return _with_case(context, who, bank, registered)
+
+
+def _with_case(context: AdminContext, who: str, bank: str, registered: Registered) -> Registered:
+    """``registered`` with the requester's new case number and PIN, if cases are on."""
+    if context.open_case is None:
+        return registered
+    number, pin = context.open_case(who, bank, [registered.entry_id], now())
+    return registered.model_copy(update={"case": number, "pin": pin})
 
 
 def _register(context: AdminContext, who: str, entry: EntryRegistered, reason: str) -> None:
