@@ -306,7 +306,9 @@ class ReviewSettings(BaseSettings):
     the admin process holds the actions signing key: the console has no default account.
     """
 
-    model_config = SettingsConfigDict(env_prefix="ERASER_REVIEW_", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="ERASER_REVIEW_", frozen=True, env_ignore_empty=True
+    )
 
     # name:role:password-hash triples, comma-separated (`eraser review password` makes a hash).
     users: Annotated[dict[str, tuple[str, str]], NoDecode] = Field(default_factory=dict)
