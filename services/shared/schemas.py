@@ -359,8 +359,6 @@ class AuditRecorded(Schema):
         "review-skip",
         "review-decide",
         "case-open",
-        "case-view",
-        "case-withdraw",
     ] = Field(
         description="What was done (review-*: in the review console; case-*: by a requester)."
     )

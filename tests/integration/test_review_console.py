@@ -10,6 +10,8 @@ from __future__ import annotations
 import io
 import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -166,6 +168,14 @@ def test_a_weak_copy_is_reviewed_blurred_until_revealed_and_confirmed_as_a_signe
     assert {"review-claim", "review-view", "review-reveal", "review-decide"} <= audited(
         eraser, "ann"
     )
+    shown = subprocess.run(
+        [sys.executable, "-m", "services.cli", "audit"],
+        env={**os.environ, **eraser.env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "\tann\treview-reveal\tkids\t" in shown.stdout, "`eraser audit` shows them"
 
 
 def test_a_rejected_upload_goes_to_the_negative_bank_and_is_not_actioned_again(

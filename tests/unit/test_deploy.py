@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
 import shutil
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import kubernetes_validate
