@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from services.cases.operations import NotRecognised, TooManyAttempts
 from services.cases.records import CaseChanged
-from services.web.context import CASE_COOKIE, Web, page
+from services.web.context import CASE_COOKIE, Web, check_form, form_page, page
 from services.web.sessions import check_csrf
 
 router = APIRouter(include_in_schema=False)
@@ -18,9 +18,9 @@ CASE_MINUTES = 15
 
 
 @router.get("/case")
-def case_form(request: Request) -> Response:
+def case_form(request: Request, web: Web) -> Response:
     """Ask for the case number and PIN."""
-    return page(request, "case_form.html")
+    return form_page(request, web, "case_form.html")
 
 
 @router.post("/case")
@@ -31,11 +31,12 @@ async def case_open(
     pin: Annotated[str, Form(max_length=32)],
 ) -> Response:
     """Check the number and PIN (slowly, and a few times per case at most); then the status."""
+    await check_form(request, web)
     try:
         case = await run_in_threadpool(web.cases.open, number, pin)
     except (NotRecognised, TooManyAttempts) as error:
         code = 429 if isinstance(error, TooManyAttempts) else 401
-        return page(request, "case_form.html", code=code, error=str(error), number=number)
+        return form_page(request, web, "case_form.html", code=code, error=str(error), number=number)
     response = RedirectResponse("/case/status", status_code=303)
     web.signer.cookie(
         response, CASE_COOKIE, {"c": case.case_id}, CASE_MINUTES * 60, request.url.scheme == "https"

@@ -21,7 +21,7 @@ from services.review.board import ReviewBoard
 from services.review.evidence import Evidence
 from services.review.log import SOURCE, ReviewLog
 from services.review.metrics import ReviewMetrics
-from services.review.records import ReviewItem, Role, Verdict
+from services.review.records import Change, ReviewItem, Role, Verdict
 from services.shared.banks import BankBook
 from services.shared.schemas import ActionDecided, AuditRecorded, encode, event_id, new_event
 
@@ -153,8 +153,8 @@ class ReviewDesk:
         self._audit(who, "review-claim", item, "claimed the item")
         return after
 
-    def _write(self, change: str, who: Person, before: ReviewItem, after: ReviewItem) -> None:
-        if not self.log.write(change, who.name, before, after):  # type: ignore[arg-type]
+    def _write(self, change: Change, who: Person, before: ReviewItem, after: ReviewItem) -> None:
+        if not self.log.write(change, who.name, before, after):
             raise rules.Refused("someone changed this item at the same moment; look again")
 
     def _removal(self, item: ReviewItem, now: datetime) -> ActionDecided:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -49,16 +50,23 @@ def next_item(web: Web, who: Who) -> Response:
 
 
 @router.get("/review/items/{item_id}")
-def item_page(request: Request, item_id: str, web: Web, who: Who, session: Session) -> Response:
-    """One item with its evidence (audited as a view)."""
+def item_page(
+    request: Request, item_id: str, web: Web, who: Who, session: Session, reveal: str = ""
+) -> Response:
+    """One item with its evidence (audited as a view); unblurred after a reveal."""
     item = _refusing(lambda: web.desk.view(who, item_id))
-    return page(request, "item.html", **_item_context(web, who, session["sid"], item))
+    revealed = _revealed(web, who, item_id, reveal)
+    context = _item_context(web, who, session["sid"], item, revealed)
+    return page(request, "item.html", **context)
 
 
 @router.post("/review/items/{item_id}/reveal", dependencies=[Csrf])
 def reveal(request: Request, item_id: str, web: Web, who: Who, session: Session) -> Response:
-    """Show the upload unblurred (audited); an htmx swap of the media block."""
+    """Show the upload unblurred (audited): an htmx swap of the media block, or the whole page."""
     _refusing(lambda: web.desk.reveal(who, item_id))
+    if "HX-Request" not in request.headers:
+        token = web.signer.token("reveal", who.name, item_id)
+        return RedirectResponse(f"/review/items/{item_id}?reveal={token}", status_code=303)
     context = _item_context(web, who, session["sid"], web.desk.item(item_id), revealed=True)
     return page(request, "item.html", block="media", **context)
 
@@ -67,8 +75,8 @@ def reveal(request: Request, item_id: str, web: Web, who: Who, session: Session)
 async def media(item_id: str, web: Web, who: Who, reveal: str = "") -> Response:
     """The upload, fetched now: blurred and grey unless a reveal token for ``who`` is given."""
     item = _refusing(lambda: web.desk.item(item_id))
-    revealed = reveal == web.signer.token("reveal", who.name, item_id)
-    blurred = web.desk.board.blur(who.name, web.blur_default) and not revealed
+    blurred = web.desk.board.blur(who.name, web.blur_default)
+    blurred = blurred and not _revealed(web, who, item_id, reveal)
     try:
         data = await run_in_threadpool(web.desk.evidence.picture, item.action.content_id, blurred)
     except EvidenceUnavailable as error:
@@ -139,6 +147,11 @@ def _item_context(
         "blurred": web.desk.board.blur(name, web.blur_default) and not revealed,
         "reveal": web.signer.token("reveal", name, item.item_id) if revealed else "",
     }
+
+
+def _revealed(web: WebContext, who: Person, item_id: str, token: str) -> bool:
+    """Whether ``token`` is ``who``'s reveal of this item (a link cannot reveal for another)."""
+    return hmac.compare_digest(token, web.signer.token("reveal", who.name, item_id))
 
 
 def _refusing(call: Callable[[], T]) -> T:

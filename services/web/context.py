@@ -22,6 +22,8 @@ HERE = Path(__file__).parent
 templates = Jinja2Blocks(directory=HERE / "templates")
 SESSION_COOKIE = "eraser_session"
 CASE_COOKIE = "eraser_case"
+FORM_COOKIE = "eraser_form"  # binds the CSRF token of forms shown before any session exists
+FORM_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -95,3 +97,28 @@ def page(
         request, name, context, status_code=code, block_name=block
     )
     return response
+
+
+def form_page(
+    request: Request, web: WebContext, name: str, code: int = 200, **context: Any
+) -> Response:
+    """A page whose form is posted before any session exists (sign-in, case number and PIN).
+
+    Its CSRF token is bound to a short-lived cookie of its own (set here if missing), so those
+    forms are protected like every other.
+    """
+    known = web.signer.read(request, FORM_COOKIE)
+    if known is not None:
+        return page(request, name, code=code, csrf=web.signer.csrf(known["sid"]), **context)
+    value, token = web.signer.issue({}, FORM_SECONDS)
+    response = page(request, name, code=code, csrf=token, **context)
+    secure = request.url.scheme == "https"
+    response.set_cookie(
+        FORM_COOKIE, value, max_age=FORM_SECONDS, httponly=True, samesite="strict", secure=secure
+    )
+    return response
+
+
+async def check_form(request: Request, web: WebContext) -> None:
+    """Refuse (403) a pre-session form post without its cookie's CSRF token."""
+    await check_csrf(request, web.signer, web.signer.read(request, FORM_COOKIE) or {})

@@ -31,14 +31,18 @@ class Signer:
         self, response: Response, name: str, payload: dict[str, Any], seconds: float, secure: bool
     ) -> str:
         """Set a signed cookie holding ``payload`` for ``seconds``; its CSRF token."""
-        sid = secrets.token_urlsafe(16)
-        body = {**payload, "sid": sid, "exp": time.time() + seconds}
-        encoded = base64.urlsafe_b64encode(json.dumps(body).encode()).decode()
-        value = f"{encoded}.{self._mac(encoded)}"
+        value, token = self.issue(payload, seconds)
         response.set_cookie(
             name, value, max_age=int(seconds), httponly=True, samesite="strict", secure=secure
         )
-        return self.csrf(sid)
+        return token
+
+    def issue(self, payload: dict[str, Any], seconds: float) -> tuple[str, str]:
+        """A signed cookie value holding ``payload`` for ``seconds``, and its CSRF token."""
+        sid = secrets.token_urlsafe(16)
+        body = {**payload, "sid": sid, "exp": time.time() + seconds}
+        encoded = base64.urlsafe_b64encode(json.dumps(body).encode()).decode()
+        return f"{encoded}.{self._mac(encoded)}", self.csrf(sid)
 
     def read(self, request: Request, name: str) -> dict[str, Any] | None:
         """The payload of a valid, unexpired cookie, else None."""

@@ -103,8 +103,13 @@ def client_for(web) -> TestClient:
     return TestClient(create_app(None, web.context), follow_redirects=False)  # type: ignore[arg-type]
 
 
+def form_token(client, path) -> str:
+    return re.search(r'name="csrf" value="([0-9a-f]+)"', client.get(path).text).group(1)
+
+
 def sign_in(client) -> str:
-    answer = client.post("/login", data={"name": "ann", "password": "ann-password-123"})
+    data = {"name": "ann", "password": "ann-password-123", "csrf": form_token(client, "/login")}
+    answer = client.post("/login", data=data)
     assert answer.status_code == 303
     page = client.get("/review")
     return re.search(r'name="csrf" value="([0-9a-f]+)"', page.text).group(1)
@@ -129,10 +134,13 @@ def add_item(web):
 def test_signing_in_needs_the_right_password(web):
     client = client_for(web)
     assert client.get("/review").headers["location"] == "/login"
-    wrong = client.post("/login", data={"name": "ann", "password": "nope"})
+    token = form_token(client, "/login")
+    wrong = client.post("/login", data={"name": "ann", "password": "nope", "csrf": token})
     assert wrong.status_code == 401 and "name or password wrong" in wrong.text
-    nobody = client.post("/login", data={"name": "zed", "password": "ann-password-123"})
-    assert nobody.status_code == 401
+    nobody = {"name": "zed", "password": "ann-password-123", "csrf": token}
+    assert client.post("/login", data=nobody).status_code == 401
+    forged = client_for(web).post("/login", data={"name": "ann", "password": "ann-password-123"})
+    assert forged.status_code == 403, "the sign-in form has a CSRF token too"
     sign_in(client)
     assert client.get("/review").status_code == 200
 
@@ -191,24 +199,41 @@ def test_only_a_slow_hash_of_the_pin_is_kept(web):
 def test_wrong_pins_are_limited_per_case_for_a_while(web):
     number, pin = opened_case(web)
     client = client_for(web)
+    token = form_token(client, "/case")
     for _ in range(3):
-        refused = client.post("/case", data={"number": number, "pin": "00000000"})
+        refused = client.post("/case", data={"number": number, "pin": "0" * 8, "csrf": token})
         assert refused.status_code == 401
-    blocked = client.post("/case", data={"number": number, "pin": pin})
+    blocked = client.post("/case", data={"number": number, "pin": pin, "csrf": token})
     assert blocked.status_code == 429 and "too many wrong PINs" in blocked.text
     web.clock.now = NOW + timedelta(minutes=16)
-    assert client.post("/case", data={"number": number, "pin": pin}).status_code == 303
+    again = client.post("/case", data={"number": number, "pin": pin, "csrf": token})
+    assert again.status_code == 303
 
 
 def test_a_requester_withdraws_every_entry_of_their_case(web):
     number, pin = opened_case(web)
     client = client_for(web)
-    assert client.post("/case", data={"number": number.lower(), "pin": pin}).status_code == 303
+    data = {"number": number.lower(), "pin": pin, "csrf": form_token(client, "/case")}
+    assert client.post("/case", data=data).status_code == 303
     status = client.get("/case/status")
-    assert "Case " + number in status.text and "<img" not in status.text
+    assert f">{number}</span>" in status.text and "<img" not in status.text
     token = re.search(r'name="csrf" value="([0-9a-f]+)"', status.text).group(1)
     assert client.post("/case/withdraw", data={"sure": "true"}).status_code == 403
     client.post("/case/withdraw", data={"sure": "true", "csrf": token})
     assert web.cases.book.get(number).status == "withdrawn"
     assert {"e1", "e2"} <= set(FakeAdmin.withdrawn)
     assert "no longer matched" in client.get("/case/status").text
+
+
+def test_a_reveal_without_javascript_is_audited_and_bound_to_the_reviewer(web):
+    add_item(web)
+    client = client_for(web)
+    token = sign_in(client)
+    client.post("/review/next", data={"csrf": token})
+    assert 'data-state="blurred"' in client.get("/review/items/item-1").text
+    revealed = client.post("/review/items/item-1/reveal", data={"csrf": token})
+    assert revealed.status_code == 303
+    assert 'data-state="revealed"' in client.get(revealed.headers["location"]).text
+    forged = client.get("/review/items/item-1?reveal=" + "0" * 64)
+    assert 'data-state="blurred"' in forged.text
+    assert [r.operation for r in web.audit].count("review-reveal") == 1
