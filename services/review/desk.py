@@ -18,7 +18,7 @@ from kafka import KafkaProducer
 from services.actions.signing import sign
 from services.review import rules
 from services.review.board import ReviewBoard
-from services.review.evidence import Evidence
+from services.review.evidence import Evidence, EvidenceUnavailable
 from services.review.log import SOURCE, ReviewLog
 from services.review.metrics import ReviewMetrics
 from services.review.records import Change, ReviewItem, Role, Verdict
@@ -123,7 +123,11 @@ class ReviewDesk:
             action_id = event_id("action", removal.content_id, removal.entry_id, removal.action)
             after = after.model_copy(update={"action_id": action_id})
         self._audit(who, "review-decide", item, reason, verdict=verdict, status=after.status)
-        self._write("decided", who, item, after)
+        try:
+            self._write("decided", who, item, after)
+        except rules.Refused:  # the record above then says the decision did not take
+            self._audit(who, "review-decide", item, reason, verdict=verdict, outcome="refused")
+            raise
         self.metrics.decided(after, now)
         if removal is not None:
             self._sender().send(removal)
@@ -175,7 +179,11 @@ class ReviewDesk:
     def _add_negative(self, who: Person, item: ReviewItem, reason: str) -> None:
         if self.negative is None:
             raise rules.Refused("rejected, but there is no negative bank to add the upload to")
-        self.negative(item, self.evidence.media(item.action.content_id), who.name, reason)
+        try:
+            data = self.evidence.media(item.action.content_id)
+        except EvidenceUnavailable as error:
+            raise rules.Refused(f"rejected, but not added to the negative bank: {error}") from None
+        self.negative(item, data, who.name, reason)
 
     def _audit(
         self, who: Person, operation: str, item: ReviewItem, reason: str, **details: str

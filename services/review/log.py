@@ -12,13 +12,14 @@ from kafka import KafkaProducer
 
 from services.review.board import ReviewBoard
 from services.review.records import Change, PreferencesSet, ReviewChanged, ReviewItem
+from services.review.rules import Refused
 from services.shared.kafka import Outgoing
 from services.shared.schemas import encode, new_event
 
 SOURCE = "urn:eraser:review"
 
 
-class LogUnavailable(Exception):
+class LogUnavailable(Refused):
     """A write was not seen back on the review log in time; nothing is known to have changed."""
 
 

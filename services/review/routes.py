@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from services.review.desk import Person
-from services.review.evidence import EvidenceUnavailable, measures
+from services.review.evidence import measures
 from services.review.records import ReviewItem
-from services.review.rules import LEADS, Refused
+from services.review.rules import LEADS
 from services.web.context import Csrf, Session, Web, WebContext, Who, page
 
 router = APIRouter(include_in_schema=False)
-T = TypeVar("T")
 Text = Annotated[str, Form(min_length=1, max_length=512)]
 
 
@@ -54,7 +52,7 @@ def item_page(
     request: Request, item_id: str, web: Web, who: Who, session: Session, reveal: str = ""
 ) -> Response:
     """One item with its evidence (audited as a view); unblurred after a reveal."""
-    item = _refusing(lambda: web.desk.view(who, item_id))
+    item = web.desk.view(who, item_id)
     revealed = _revealed(web, who, item_id, reveal)
     context = _item_context(web, who, session["sid"], item, revealed)
     return page(request, "item.html", **context)
@@ -63,7 +61,7 @@ def item_page(
 @router.post("/review/items/{item_id}/reveal", dependencies=[Csrf])
 def reveal(request: Request, item_id: str, web: Web, who: Who, session: Session) -> Response:
     """Show the upload unblurred (audited): an htmx swap of the media block, or the whole page."""
-    _refusing(lambda: web.desk.reveal(who, item_id))
+    web.desk.reveal(who, item_id)
     if "HX-Request" not in request.headers:
         token = web.signer.token("reveal", who.name, item_id)
         return RedirectResponse(f"/review/items/{item_id}?reveal={token}", status_code=303)
@@ -74,13 +72,10 @@ def reveal(request: Request, item_id: str, web: Web, who: Who, session: Session)
 @router.get("/review/items/{item_id}/media")
 async def media(item_id: str, web: Web, who: Who, reveal: str = "") -> Response:
     """The upload, fetched now: blurred and grey unless a reveal token for ``who`` is given."""
-    item = _refusing(lambda: web.desk.item(item_id))
+    item = web.desk.item(item_id)
     blurred = web.desk.board.blur(who.name, web.blur_default)
     blurred = blurred and not _revealed(web, who, item_id, reveal)
-    try:
-        data = await run_in_threadpool(web.desk.evidence.picture, item.action.content_id, blurred)
-    except EvidenceUnavailable as error:
-        raise HTTPException(502, str(error)) from None
+    data = await run_in_threadpool(web.desk.evidence.picture, item.action.content_id, blurred)
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
 
@@ -94,9 +89,7 @@ async def decide(
     negative: Annotated[bool, Form()] = False,
 ) -> Response:
     """Confirm, reject or escalate; then the queue, saying what happened."""
-    after = await run_in_threadpool(
-        _refusing, lambda: web.desk.decide(who, item_id, verdict, reason, negative)
-    )
+    after = await run_in_threadpool(web.desk.decide, who, item_id, verdict, reason, negative)
     note = {"second-review": "recorded: a second reviewer must agree"}.get(
         after.status, f"item {after.status}"
     )
@@ -106,14 +99,14 @@ async def decide(
 @router.post("/review/items/{item_id}/skip", dependencies=[Csrf])
 def skip(item_id: str, web: Web, who: Who, reason: Text) -> Response:
     """Pass the item back with a reason."""
-    _refusing(lambda: web.desk.skip(who, item_id, reason))
+    web.desk.skip(who, item_id, reason)
     return RedirectResponse("/review?note=skipped", status_code=303)
 
 
 @router.post("/review/items/{item_id}/release", dependencies=[Csrf])
 def release(item_id: str, web: Web, who: Who) -> Response:
     """Put the item back in the queue (its holder, or a lead reassigning it)."""
-    _refusing(lambda: web.desk.release(who, item_id))
+    web.desk.release(who, item_id)
     return RedirectResponse("/review?note=released", status_code=303)
 
 
@@ -152,11 +145,3 @@ def _item_context(
 def _revealed(web: WebContext, who: Person, item_id: str, token: str) -> bool:
     """Whether ``token`` is ``who``'s reveal of this item (a link cannot reveal for another)."""
     return hmac.compare_digest(token, web.signer.token("reveal", who.name, item_id))
-
-
-def _refusing(call: Callable[[], T]) -> T:
-    """Run ``call``; a refusal becomes a 409 page the person can read."""
-    try:
-        return call()
-    except Refused as refused:
-        raise HTTPException(409, str(refused)) from None

@@ -11,8 +11,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.cases import routes as case_routes
 from services.review import routes as review_routes
+from services.review.evidence import EvidenceUnavailable
+from services.review.rules import Refused
 from services.web import routes_login
-from services.web.context import HERE, SignIn, WebContext
+from services.web.context import HERE, SignIn, WebContext, page
 
 # Everything from this origin, nothing inline, no framing: pages show sensitive work.
 SECURITY_HEADERS = {
@@ -35,6 +37,14 @@ def add_pages(app: FastAPI, web: WebContext) -> None:
     @app.exception_handler(SignIn)
     async def sign_in(request: Request, exc: SignIn) -> Response:
         return RedirectResponse("/login", status_code=303)
+
+    @app.exception_handler(Refused)
+    async def refused(request: Request, exc: Refused) -> Response:
+        return page(request, "problem.html", code=409, problem=str(exc))
+
+    @app.exception_handler(EvidenceUnavailable)
+    async def unavailable(request: Request, exc: EvidenceUnavailable) -> Response:
+        return Response(str(exc), status_code=502, media_type="text/plain")
 
     @app.middleware("http")
     async def headers(

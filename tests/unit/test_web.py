@@ -237,3 +237,14 @@ def test_a_reveal_without_javascript_is_audited_and_bound_to_the_reviewer(web):
     forged = client.get("/review/items/item-1?reveal=" + "0" * 64)
     assert 'data-state="blurred"' in forged.text
     assert [r.operation for r in web.audit].count("review-reveal") == 1
+
+
+def test_a_refusal_is_a_page_a_person_can_read(web):
+    add_item(web)
+    client = client_for(web)
+    token = sign_in(client)
+    answer = client.post(
+        "/review/items/item-1/decide", data={"csrf": token, "verdict": "confirm", "reason": "x"}
+    )
+    assert answer.status_code == 409 and "claim this item first" in answer.text
+    assert "<h1>Not done</h1>" in answer.text
