@@ -80,14 +80,16 @@ class FaceChoiceError(PoisonError):
     """A photograph registered with faces has no face, or several and none was picked."""
 
 
-def measure(data: bytes, models: SignalModels | None = None, face: int | None = None) -> Measured:
+def measure(
+    data: bytes, models: SignalModels | None = None, faces: bool = False, face: int | None = None
+) -> Measured:
     """Digests of the bytes, PDQ of the image and its reference crops, embedding and keypoints.
 
-    With face models, also the embedding of its one face, or of face number ``face`` (counted
-    from 1, largest first) when it has several: a group photograph is refused unless a face is
-    picked, so no other child's face is ever registered. Local work only, so a command can check
-    every file before it contacts Kafka. The image is decoded at full size: registration is rare,
-    and PDQ of the whole image is exactly what partner hash lists hold for it.
+    With ``faces`` (and face models), also the embedding of its one face, or of face number
+    ``face`` (counted from 1, largest first) when it has several: a group photograph is refused
+    unless a face is picked, so no other child's face is ever registered. Local work only, so a
+    command can check every file before it contacts Kafka. The image is decoded at full size:
+    registration is rare, and PDQ of the whole image is exactly what partner hash lists hold.
 
     Raises:
         MediaUndecodableError: the bytes are not a decodable image.
@@ -95,16 +97,16 @@ def measure(data: bytes, models: SignalModels | None = None, face: int | None = 
     """
     models = models or SignalModels()
     image = decode(data, _MAX_PIXELS)
-    faces: list[Face] = []
-    if models.faces is not None:
+    chosen_faces: list[Face] = []
+    if faces and models.faces is not None:
         found = models.faces.detect(image.pixels)
         chosen = [_chosen(found, face)]
-        faces = [
+        chosen_faces = [
             Face(f.box, f.score, v)
             for f, v in zip(chosen, models.faces.embed(image.pixels, chosen), strict=True)
         ]
     signals = reference_signals(image.pixels, models, image.stored_colours)
-    return Measured(digests(data), signals, tuple(faces))
+    return Measured(digests(data), signals, tuple(chosen_faces))
 
 
 def _chosen(found: list[Detected], face: int | None) -> Detected:

@@ -3,7 +3,8 @@
 Each action's CloudEvent id is derived from (content id, entry id, action), so the same decision
 always has the same id. Ids published recently are remembered and not published again; a removal
 service drops any repeat that still gets through (after a restart, say) by the same id. Every
-action is signed (``signing.py``).
+action is signed (``signing.py``). A ``review`` action also opens an item on the review log
+(``services/review``), where people decide it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from kafka.consumer.fetcher import ConsumerRecord
 
 from services.actions.policy import decide, suppressed
 from services.actions.signing import sign
+from services.review.log import change_record
+from services.review.rules import opened
 from services.shared.banks import BankBook
 from services.shared.config import TopicSettings
 from services.shared.errors import PoisonError
@@ -88,4 +91,7 @@ class ActionsProcessor:
             outgoing.append(
                 Outgoing(self._topics.actions, action.content_id.encode(), signed, "action")
             )
+            if action.action == "review":
+                item = opened(action, id_, action.signal)
+                outgoing.append(change_record(self._topics.review, "opened", SOURCE, 0, item)[0])
         return outgoing

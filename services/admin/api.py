@@ -14,16 +14,19 @@ from fastapi.responses import PlainTextResponse
 
 from services.admin import routes_banks, routes_entries, routes_withdrawal
 from services.admin.context import AdminContext, Context
+from services.web.app import WebContext, add_pages
 
 probes = APIRouter(tags=["probes"])
 
 
-def create_app(context: AdminContext) -> FastAPI:
-    """The API, wired to its collaborators."""
+def create_app(context: AdminContext, web: WebContext | None = None) -> FastAPI:
+    """The API, wired to its collaborators; with ``web``, the review console and case pages too."""
     app = FastAPI(title="eraser admin", version="1", description=__doc__)
     app.state.context = context
     for router in (probes, routes_banks.router, routes_entries.router, routes_withdrawal.router):
         app.include_router(router)
+    if web is not None:
+        add_pages(app, web)
     return app
 
 

@@ -41,6 +41,10 @@ class Registered(BaseModel):
     warning: str | None = None
     subject: str | None = None
     face_entry_ids: list[str] = []
+    case: str | None = Field(default=None, description="The requester's case number.")
+    pin: str | None = Field(
+        default=None, description="The case's PIN: shown this once, never kept (only its hash)."
+    )
 
 
 class Imported(BaseModel):

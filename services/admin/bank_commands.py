@@ -55,6 +55,9 @@ def _policy_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--keypoint-threshold", type=int, help="keypoints in geometric agreement to match (1-256)"
     )
+    parser.add_argument(
+        "--reviewers", type=int, choices=(1, 2), help="reviewers who must agree on a review item"
+    )
     enabled = parser.add_mutually_exclusive_group()
     enabled.add_argument("--enabled", dest="enabled", action="store_const", const=True)
     enabled.add_argument(

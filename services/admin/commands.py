@@ -26,6 +26,7 @@ from services.admin.operations import Admin, ImportRejected
 from services.admin.publishing import Publisher
 from services.admin.state import connect, registry, replay_existing
 from services.shared.errors import PoisonError, UsageError
+from services.shared.passwords import hash_secret
 from services.shared.schemas import AuditRecorded, CloudEvent, parse_event
 
 
@@ -45,6 +46,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     withdraw.set_defaults(command=_withdraw)
     _add_lists(commands)
     bank_commands.add_commands(commands)
+
+    review = commands.add_parser("review", help="the review console's accounts")
+    reviews = review.add_subparsers(required=True, metavar="ACTION")
+    password = reviews.add_parser(
+        "password", help="read a password on stdin, print its hash for ERASER_REVIEW_USERS"
+    )
+    password.set_defaults(command=_review_password)
 
     audit = commands.add_parser("audit", help="read the audit log")
     audit.add_argument("--bank", help="only changes to this bank")
@@ -182,4 +190,12 @@ def _audit(args: argparse.Namespace) -> int:
                 f"{event.time:%Y-%m-%dT%H:%M:%SZ}\t{record.actor}\t{record.operation}\t"
                 f"{target}\t{record.count}\t{record.reason}\t{ids}"
             )
+    return 0
+
+
+def _review_password(args: argparse.Namespace) -> int:
+    secret = sys.stdin.readline().rstrip("\n")
+    if len(secret) < 12:
+        raise UsageError("a reviewer's password needs at least 12 characters")
+    print(hash_secret(secret))
     return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Query, Request, status
@@ -37,6 +38,8 @@ class AdminContext:
     ready: Callable[[], bool]
     max_image_bytes: int
     models: SignalModels | None = None
+    # (actor, bank, entry ids, time) -> (case number, PIN): registering opens a requester's case.
+    open_case: Callable[[str, str, list[str], datetime], tuple[str, str]] | None = None
 
 
 _bearer = HTTPBearer(auto_error=False)

@@ -55,6 +55,10 @@ class Publisher:
         """Append to the audit log (one change may take several records)."""
         self._send(self._topics.audit, ((record.actor, record) for record in records))
 
+    def case(self, case_id: str, record: Schema) -> None:
+        """Publish a case record (``services/cases``) under its key."""
+        self._send(self._topics.cases, [(case_id, record)])
+
     def close(self) -> None:
         """Flush and close."""
         self._producer.close(timeout=10)

@@ -20,6 +20,7 @@ from services.admin.operations import Admin
 from services.admin.progress import Progress
 from services.admin.publishing import Publisher
 from services.admin.state import bank_book, connect
+from services.cases.operations import open_case
 from services.ingest.faces import FaceModels
 from services.ingest.signals import SignalModels
 from services.registrar import (
@@ -32,7 +33,7 @@ from services.registrar import (
     registration,
 )
 from services.shared.errors import PoisonError, UsageError
-from services.shared.schemas import EntryRegistered
+from services.shared.schemas import EntryRegistered, now
 
 
 def add_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -95,12 +96,19 @@ def _register(args: argparse.Namespace) -> int:
     try:
         # Without the registry: the ids are derived from the bank, so none is another bank's.
         Admin(publisher, None, args.actor).register([e for _, e in entries], args.reason)
+        ids = [entry.entry_id for _, entry in entries]
+        case = open_case(publisher.case, publisher.audit, args.actor, args.bank, ids, now())
     finally:
         publisher.close()
     if subject is not None:
         print(f"subject\t{subject}")
     for where, entry in entries:
         print(f"{entry.entry_id}\t{where}")
+    print(
+        f"case {case[0]}, PIN {case[1]}: give both to the person who asked; the PIN is shown "
+        "only now (they check the case, or withdraw, at /case on the admin service)",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -133,7 +141,7 @@ def _measure(
     measured, problems = [], []
     for path in paths:
         try:
-            measured.append((path, measure(path.read_bytes(), models, face)))
+            measured.append((path, measure(path.read_bytes(), models, faces, face)))
         except (OSError, PoisonError) as error:
             why = error.reason if isinstance(error, PoisonError) else error.strerror or "unreadable"
             problems.append(f"{path}: {why}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Body, HTTPException, Query, Request, status
@@ -18,7 +18,7 @@ from services.admin.operations import EntriesElsewhere, ImportRejected
 from services.ingest.signals import SignalModels
 from services.registrar import face_entries, measure, registration
 from services.shared.errors import PoisonError
-from services.shared.schemas import BankName, EntryRegistered
+from services.shared.schemas import BankName, EntryRegistered, now
 
 router = APIRouter(tags=["entries"], dependencies=[CaughtUp])
 _BINARY_BODY = {
@@ -39,7 +39,7 @@ def register_hashes(bank: BankName, body: EntryIn, context: Context, who: Actor)
         labels=body.labels,
     )
     _register(context, who, entry, body.reason)
-    return Registered(entry_id=entry.entry_id)
+    return _with_case(context, who, bank, Registered(entry_id=entry.entry_id))
 
 
 @router.post("/banks/{bank}/images", status_code=201, openapi_extra=_BINARY_BODY)
@@ -133,10 +133,8 @@ def _register_image(
 ) -> Registered:
     floor = context.banks.for_bank(bank).quality_floor
     models = context.models or SignalModels()
-    if faces is None:
-        models = replace(models, faces=None)
     try:
-        measured = measure(data, models, faces.number if faces else None)
+        measured = measure(data, models, faces is not None, faces.number if faces else None)
     except PoisonError as error:
         raise HTTPException(422, error.reason) from None
     finally:
@@ -145,12 +143,22 @@ def _register_image(
     hashed = registration(measured, bank, floor, subject=subject)
     found = face_entries(measured, bank, subject) if subject else []
     _register(context, who, [hashed.registration, *found], reason)
-    return Registered(
+    registered = Registered(
         entry_id=hashed.registration.entry_id,
         warning=hashed.warning,
         subject=subject,
         face_entry_ids=[entry.entry_id for entry in found],
     )
+    return _with_case(context, who, bank, registered)
+
+
+def _with_case(context: AdminContext, who: str, bank: str, registered: Registered) -> Registered:
+    """``registered`` with the requester's new case number and PIN, if cases are on."""
+    if context.open_case is None:
+        return registered
+    entries = [registered.entry_id, *registered.face_entry_ids]
+    number, pin = context.open_case(who, bank, entries, now())
+    return registered.model_copy(update={"case": number, "pin": pin})
 
 
 def _register(

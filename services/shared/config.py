@@ -82,6 +82,9 @@ class TopicSettings(BaseSettings):
     registry: str = "eraser.registry"
     banks: str = "eraser.banks"
     audit: str = "eraser.audit"
+    review: str = "eraser.review"
+    cases: str = "eraser.cases"
+    action_results: str = "eraser.action-results"
     ingest_dlq: str = "eraser.ingest.dlq"
     matcher_dlq: str = "eraser.matcher.dlq"
     actions_dlq: str = "eraser.actions.dlq"
@@ -302,6 +305,72 @@ class ActionsSettings(ServiceSettings):
     signing_key_id: str = Field(default="1", pattern=r"^[A-Za-z0-9._-]{1,64}$")
 
 
+class ReviewSettings(BaseSettings):
+    """The review console and the requesters' case pages (``ERASER_REVIEW_*``).
+
+    Nobody can sign in until ``ERASER_REVIEW_USERS`` names someone, and nothing is confirmed until
+    the admin process holds the actions signing key: the console has no default account.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="ERASER_REVIEW_", frozen=True, env_ignore_empty=True
+    )
+
+    # name:role:password-hash triples, comma-separated (`eraser review password` makes a hash).
+    users: Annotated[dict[str, tuple[str, str]], NoDecode] = Field(default_factory=dict)
+    session_key: SecretStr | None = Field(
+        default=None, min_length=16, description="Signs session cookies and CSRF tokens."
+    )
+    session_hours: float = Field(default=8.0, gt=0, le=24 * 7)
+    signing_key: SecretStr | None = Field(
+        default=None,
+        min_length=16,
+        validation_alias="ERASER_ACTIONS_SIGNING_KEY",
+        description="Confirmed removals are signed as the actions service signs its actions.",
+    )
+    signing_key_id: str = Field(
+        default="1",
+        pattern=r"^[A-Za-z0-9._-]{1,64}$",
+        validation_alias="ERASER_ACTIONS_SIGNING_KEY_ID",
+    )
+    media_url: str | None = Field(
+        default=None,
+        description="Where the platform serves a content id's media, with {content_id} in it.",
+    )
+    claim_seconds: float = Field(default=600.0, gt=0, description="How long a claim lasts.")
+    blur: bool = Field(default=True, description="Media blurred and grey until revealed.")
+    negative_bank: BankName = Field(
+        default="false-positives", description="Where rejected uploads' hashes go."
+    )
+    priorities: dict[str, int] = Field(
+        default_factory=lambda: {"face": 0, "pdq": 1, "keypoints": 2, "embedding": 3},
+        description="Queue order by signal: lower first; oldest first within one.",
+    )
+    pin_attempts: int = Field(default=5, ge=1, description="Wrong PINs a case allows per window.")
+    pin_window_s: float = Field(default=900.0, gt=0)
+
+    @field_validator("users", mode="before")
+    @classmethod
+    def _user_triples(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        users = {}
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            name, _, rest = part.partition(":")
+            role, _, hashed = rest.partition(":")
+            if not name or role not in ("reviewer", "lead", "admin") or not hashed:
+                raise ValueError("expected name:role:hash, role one of reviewer, lead, admin")
+            users[name] = (role, hashed)
+        return users
+
+    @field_validator("media_url")
+    @classmethod
+    def _names_the_content(cls, value: str | None) -> str | None:
+        if value is not None and "{content_id}" not in value:
+            raise ValueError("must contain {content_id}")
+        return value
+
+
 class AdminSettings(BaseSettings):
     """The admin API (``ERASER_ADMIN_*``)."""
 
@@ -314,6 +383,8 @@ class AdminSettings(BaseSettings):
     # name:token pairs, comma-separated; the name is the actor in the audit log. No default.
     tokens: Annotated[dict[str, SecretStr], NoDecode] = Field(min_length=1)
     max_image_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    review: ReviewSettings = Field(default_factory=ReviewSettings)
+    media: MediaSettings = Field(default_factory=MediaSettings)
 
     @field_validator("tokens", mode="before")
     @classmethod
@@ -343,6 +414,7 @@ _SETTINGS = {
         IngestSettings,
         MatcherSettings,
         ActionsSettings,
+        ReviewSettings,
         AdminSettings,
     )
 }

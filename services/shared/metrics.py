@@ -228,5 +228,5 @@ class ActionsMetrics(ServiceMetrics):
             "Match verdicts not acted on because the upload matched a negative bank.",
             registry=self.registry,
         )
-        self.init_produced(["action", "dlq"])
+        self.init_produced(["action", "review", "dlq"])
         _initialise(self.actions, ["remove", "hide", "review"])

@@ -327,6 +327,13 @@ class BankPolicy(Schema):
         description="Entries are known false positives (a stock photo, say): an upload matching "
         "one gets no action from any bank.",
     )
+    reviewers: int = Field(
+        default=1,
+        ge=1,
+        le=2,
+        description="Reviewers who must agree on a review item of this bank before its decision "
+        "(a removal, or a rejection) takes effect.",
+    )
 
     @model_validator(mode="after")
     def _auto_within_match(self) -> BankPolicy:
@@ -412,8 +419,20 @@ class AuditRecorded(Schema):
     TYPE: ClassVar[str] = "eraser.audit.v1"
 
     actor: Identifier = Field(description="Who: an operator, an admin-API token's name.")
-    operation: Literal["register", "withdraw", "import", "set-bank", "reset-bank"] = Field(
-        description="What was done."
+    operation: Literal[
+        "register",
+        "withdraw",
+        "import",
+        "set-bank",
+        "reset-bank",
+        "review-view",
+        "review-reveal",
+        "review-claim",
+        "review-skip",
+        "review-decide",
+        "case-open",
+    ] = Field(
+        description="What was done (review-*: in the review console; case-*: by a requester)."
     )
     bank: BankName | None = Field(default=None, description="The bank concerned, if one.")
     batch: Identifier | None = Field(default=None, description="The import batch, if one.")
@@ -426,6 +445,21 @@ class AuditRecorded(Schema):
     )
     details: dict[str, str] = Field(
         default_factory=dict, max_length=32, description="Operation details (policy, format)."
+    )
+
+
+class ActionResultReported(Schema):
+    """A removal service reports what became of an action: taken down, failed, or refused."""
+
+    TYPE: ClassVar[str] = "eraser.action-result.v1"
+
+    action_id: Identifier = Field(description="The CloudEvent id of the eraser.action.v1 acted on.")
+    outcome: Literal["done", "failed", "refused"] = Field(
+        description="done: the content is down (or hidden); failed: it could not be, yet; "
+        "refused: the platform decided not to act."
+    )
+    reason: Annotated[str, StringConstraints(max_length=512)] = Field(
+        default="", description="Why, in a short phrase (no personal data)."
     )
 
 
@@ -548,6 +582,7 @@ PUBLIC_EVENTS: tuple[type[Schema], ...] = (
     EntryRegistered,
     BankConfigured,
     AuditRecorded,
+    ActionResultReported,
 )
 INTERNAL_EVENTS: tuple[type[Schema], ...] = (MediaHashed,)
 

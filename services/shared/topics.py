@@ -1,11 +1,11 @@
 """Creates the topics eraser reads and writes, and keeps the compacted topics' settings right.
 
 ``eraser run`` calls this on start; in production ``eraser topics`` (the deploy/ job and the
-compose ``topics`` container) does. The registry and banks topics are compacted: the latest record
-per key, and tombstones, are what count. A tombstone must outlive every snapshot a matcher may
-restart from, or the withdrawal it records is missed and the entry matches again: Kafka's default
-``delete.retention.ms`` (24 h) drops tombstones a day after compaction, so these topics keep them
-for a century. The audit topic keeps everything.
+compose ``topics`` container) does. The registry, banks, review and cases topics are compacted:
+the latest record per key, and tombstones, are what count. A tombstone must outlive every
+snapshot a matcher may restart from, or the withdrawal it records is missed and the entry matches
+again: Kafka's default ``delete.retention.ms`` (24 h) drops tombstones a day after compaction, so
+these topics keep them for a century. The audit topic keeps everything.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ def topic_specs(topics: TopicSettings) -> list[NewTopic]:
         topics.ingest_dlq,
         topics.matcher_dlq,
         topics.actions_dlq,
+        topics.action_results,
     )
     specs = [NewTopic(name, topics.partitions, topics.replication_factor) for name in streaming]
     specs += [
@@ -51,6 +52,9 @@ def topic_specs(topics: TopicSettings) -> list[NewTopic]:
             topic_configs=dict(COMPACTED),
         ),
         NewTopic(topics.banks, 1, topics.replication_factor, topic_configs=dict(COMPACTED)),
+        # One partition each: review claims and case records are decided in one total order.
+        NewTopic(topics.review, 1, topics.replication_factor, topic_configs=dict(COMPACTED)),
+        NewTopic(topics.cases, 1, topics.replication_factor, topic_configs=dict(COMPACTED)),
         # The audit log is append-only and kept for good; restrict who may write it.
         NewTopic(topics.audit, 1, topics.replication_factor, topic_configs={"retention.ms": "-1"}),
     ]
@@ -68,7 +72,7 @@ def ensure_topics(kafka: KafkaSettings, topics: TopicSettings) -> list[str]:
         ]
         corrected = [
             name
-            for name in (topics.registry, topics.banks)
+            for name in (topics.registry, topics.banks, topics.review, topics.cases)
             if name in existing and _correct(admin, name)
         ]
         if created or corrected:

@@ -344,7 +344,8 @@ def test_the_admin_api_registers_through_kafka_and_refuses_bad_tokens(make_erase
         status, body, headers = call("GET", "/banks/kids/export?format=hma")
         assert body.decode().startswith("pdq ") and "embeddings" in headers["Eraser-Warning"]
         status, body, headers = call("GET", "/audit")
-        assert [r["record"]["operation"] for r in json.loads(body)] == ["register"]
+        operations = [r["record"]["operation"] for r in json.loads(body)]
+        assert operations == ["register", "case-open"], "registering opens the requester's case"
         assert headers["Eraser-Unreadable-Records"] == "1"
         status, body, _ = call("GET", "/openapi.json", bearer=None)
         assert status == 200 and "/banks/{bank}/images" in json.loads(body)["paths"]

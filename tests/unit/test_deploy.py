@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import kubernetes_validate
@@ -14,6 +15,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from services.cli import _parser
+from services.review.metrics import ReviewMetrics
 from services.shared.metrics import ActionsMetrics, IngestMetrics, MatcherMetrics
 from tests.debian import debian_program
 
@@ -22,10 +24,12 @@ K8S = DEPLOY / "k8s"
 
 
 def exported_metric_names() -> set[str]:
-    """Every series name the three services can export (with histogram and counter suffixes)."""
+    """Every series name the services and the review console can export (with suffixes)."""
     names = set()
-    for container in (IngestMetrics, MatcherMetrics, ActionsMetrics):
-        for metric in container(CollectorRegistry()).registry.collect():
+    review = ReviewMetrics(CollectorRegistry(), clock=lambda: datetime.now(UTC))
+    containers = [c(CollectorRegistry()) for c in (IngestMetrics, MatcherMetrics, ActionsMetrics)]
+    for container in [*containers, review]:
+        for metric in container.registry.collect():
             names |= {sample.name for sample in metric.samples} | {metric.name}
             if metric.type == "counter":
                 names.add(f"{metric.name}_total")
@@ -148,7 +152,7 @@ def test_promtool_accepts_the_alert_rules(promtool):
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "8 rules found" in result.stdout
+    assert "9 rules found" in result.stdout
 
 
 def series(name: str, values: str, **labels: str) -> dict[str, str]:
@@ -281,6 +285,21 @@ ALERT_CASES = {
                     "erasernoverdicts",
                 ),
             )
+        ],
+    ),
+    "a review backlog that keeps growing is reported": (
+        [series("eraser_review_backlog_items", "10+1x150", service="review", queue="pdq")],
+        [
+            alert("EraserReviewBacklogGrowing", "50m"),
+            alert(
+                "EraserReviewBacklogGrowing",
+                "2h",
+                fired(
+                    "ticket",
+                    "130 review items are waiting and the backlog keeps growing",
+                    "eraserreviewbackloggrowing",
+                ),
+            ),
         ],
     ),
     "an index that stops following the registry goes stale": (

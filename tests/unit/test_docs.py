@@ -11,7 +11,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 def test_every_json_example_in_the_event_docs_is_a_valid_event():
     text = (DOCS / "events.md").read_text()
     examples = re.findall(r"```json\n(.*?)```", text, flags=re.S)
-    assert len(examples) == 6
+    assert len(examples) == 7
     types = [parse_any(example.encode()).type for example in examples]
     assert types == [
         "eraser.upload.v1",
@@ -20,6 +20,7 @@ def test_every_json_example_in_the_event_docs_is_a_valid_event():
         "eraser.registration.v1",
         "eraser.bank.v1",
         "eraser.audit.v1",
+        "eraser.action-result.v1",
     ]
 
 

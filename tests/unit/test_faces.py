@@ -81,19 +81,19 @@ def test_a_group_photo_is_refused_unless_the_childs_face_is_picked(photos, model
     group = side_by_side(photos["biden"].data, photos["obama"].data)
     with_faces = SignalModels(faces=models)
     with pytest.raises(FaceChoiceError, match="2 faces: pick"):
-        measure(group, with_faces)
+        measure(group, with_faces, faces=True)
     # Faces are numbered largest first, as the preview shows them: his is on the right.
     found = models.detect(pixels(group))
     number = next(n for n, f in enumerate(found, start=1) if f.box[0] >= 600)
-    picked = measure(group, with_faces, face=number)
+    picked = measure(group, with_faces, faces=True, face=number)
     (entry,) = face_entries(picked, "kids", "child-1")
     (alone,) = models.faces(pixels(photos["obama"].data), 1)
     assert picked.faces[0].embedding @ alone.embedding > 0.6  # the one picked, not the other
     assert entry.subject == "child-1" and entry.signals.face and not entry.signals.pdq
     with pytest.raises(FaceChoiceError, match="no face 3"):
-        measure(group, with_faces, face=3)
+        measure(group, with_faces, faces=True, face=3)
     with pytest.raises(FaceChoiceError, match="no face found"):
-        measure(_flat(), with_faces)
+        measure(_flat(), with_faces, faces=True)
 
 
 def _flat():

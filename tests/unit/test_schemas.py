@@ -4,9 +4,13 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
+from services.cases.records import CaseChanged, PinRefused
+from services.review.records import PreferencesSet, ReviewChanged
+from services.review.rules import opened
 from services.shared.errors import MalformedEventError, UnsupportedEventError
 from services.shared.schemas import (
     ActionDecided,
+    ActionResultReported,
     AuditRecorded,
     BankConfigured,
     EntryRegistered,
@@ -121,6 +125,38 @@ EXAMPLES = [
             )
         ],
     ),
+    ActionResultReported(action_id="a-1", outcome="done", reason="removed"),
+    ReviewChanged(
+        change="opened",
+        actor="urn:eraser:actions",
+        write_id="w-1",
+        base_version=0,
+        item=opened(
+            ActionDecided(
+                action="review",
+                content_id="c",
+                upload_id="u",
+                bank="kids",
+                entry_id="e",
+                signal="pdq",
+                distance=30,
+                reason="weak",
+                decided_at=T,
+            ),
+            "item-1",
+            "pdq",
+        ),
+    ),
+    PreferencesSet(reviewer="ann", blur=False),
+    CaseChanged(
+        case_id="EC-2345-6789",
+        pin_hash="scrypt$16384$8$1$00$00",
+        bank="kids",
+        entry_ids=["e"],
+        status="open",
+        opened_at=T,
+    ),
+    PinRefused(case_id="EC-2345-6789", failures=[T]),
 ]
 
 
