@@ -109,4 +109,5 @@ def _action(
         distance=match.distance,
         reason=reason,
         decided_at=decided_at,
+        face=match.face,
     )

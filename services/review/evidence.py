@@ -15,7 +15,7 @@ from typing import NamedTuple
 from urllib.parse import quote
 
 from kafka import KafkaConsumer, TopicPartition
-from PIL import Image, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter
 
 from services.admin.view import Slot
 from services.ingest.decoding import decode
@@ -26,6 +26,7 @@ from services.shared.schemas import (
     ActionDecided,
     BankPolicy,
     EntryRegistered,
+    FaceBox,
     UploadReceived,
     parse_event,
 )
@@ -63,16 +64,25 @@ class Evidence:
         except PoisonError as error:
             raise EvidenceUnavailable(f"the upload could not be fetched: {error.reason}") from None
 
-    def picture(self, content_id: str, blurred: bool) -> bytes:
-        """The upload as a JPEG at most 720 px, blurred and grey if ``blurred``."""
+    def picture(self, content_id: str, blurred: bool, face: FaceBox | None = None) -> bytes:
+        """The upload as a JPEG at most 720 px, blurred and grey if ``blurred``.
+
+        The matched ``face``, if any, is outlined, so the reviewer knows where to look.
+        """
         try:
-            pixels = decode(self.media(content_id), self._max_pixels, reduce_to=SHOWN_SIDE).pixels
+            decoded = decode(self.media(content_id), self._max_pixels, reduce_to=SHOWN_SIDE)
         except PoisonError as error:
             raise EvidenceUnavailable(f"the upload is not a picture: {error.reason}") from None
-        image = Image.fromarray(pixels)
+        image = Image.fromarray(decoded.pixels)
         image.thumbnail((SHOWN_SIDE, SHOWN_SIDE))
         if blurred:
-            image = image.convert("L").filter(ImageFilter.GaussianBlur(BLUR_RADIUS))
+            image = image.convert("L").filter(ImageFilter.GaussianBlur(BLUR_RADIUS)).convert("RGB")
+        if face is not None:
+            scale = image.width / decoded.width
+            corners = [face.x, face.y, face.x + face.width, face.y + face.height]
+            ImageDraw.Draw(image).rectangle(
+                [round(value * scale) for value in corners], outline=(255, 200, 0), width=3
+            )
         out = io.BytesIO()
         image.save(out, "JPEG", quality=85)
         return out.getvalue()
@@ -106,7 +116,21 @@ def measures(action: ActionDecided, policy: BankPolicy) -> list[tuple[str, str, 
                 f"matches at >= {policy.keypoint_threshold}",
             )
         ]
+    if action.signal == "face":
+        where = f", face at {_box(action)}" if action.face else ""
+        return [
+            (
+                "face",
+                f"similarity {1 - distance / 100:.2f}{where}",
+                f"matches at >= {policy.face_threshold:.2f}; alone, always reviewed",
+            )
+        ]
     return [(action.signal, f"distance {distance}", "exact")]
+
+
+def _box(action: ActionDecided) -> str:
+    box = action.face.box if action.face else None
+    return f"({box.x}, {box.y}), {box.width} x {box.height} px" if box else ""
 
 
 RegistrationLookup = Callable[[Slot], Registration | None]

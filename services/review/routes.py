@@ -75,7 +75,8 @@ async def media(item_id: str, web: Web, who: Who, reveal: str = "") -> Response:
     item = web.desk.item(item_id)
     blurred = web.desk.board.blur(who.name, web.blur_default)
     blurred = blurred and not _revealed(web, who, item_id, reveal)
-    data = await run_in_threadpool(web.desk.evidence.picture, item.action.content_id, blurred)
+    face = item.action.face.box if item.action.face else None
+    data = await run_in_threadpool(web.desk.evidence.picture, item.action.content_id, blurred, face)
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
 

@@ -269,6 +269,9 @@ class ActionDecided(Schema):
         description="Why this action, in words."
     )
     decided_at: AwareDatetime = Field(description="When the action was decided.")
+    face: FaceHit | None = Field(
+        default=None, description="For a face match: which face of the upload, how similar."
+    )
 
 
 class BankPolicy(Schema):

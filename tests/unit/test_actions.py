@@ -4,10 +4,18 @@ from datetime import UTC, datetime
 from services.actions.handler import ActionsProcessor, RecentIds
 from services.actions.policy import decide, strongest_per_entry
 from services.actions.signing import verify
+from services.review.evidence import measures
 from services.shared.banks import BankBook
 from services.shared.config import PolicySettings, TopicSettings
 from services.shared.metrics import ActionsMetrics
-from services.shared.schemas import BankPolicy, Match, VerdictIssued, new_event
+from services.shared.schemas import (
+    BankPolicy,
+    FaceBox,
+    FaceHit,
+    Match,
+    VerdictIssued,
+    new_event,
+)
 from services.streams import parse_any
 
 T = datetime(2026, 11, 25, tzinfo=UTC)
@@ -173,3 +181,17 @@ def test_a_face_and_a_photo_of_the_same_subject_agree_and_get_the_bank_action():
         ("p2", "review"),  # an embedding alone, and no face of child-2 matched
     }
     assert "same subject agree" in next(a for a in actions if a.entry_id == "f1").reason
+
+
+def test_a_face_action_says_which_face_of_the_upload():
+    box = FaceBox(x=40, y=30, width=120, height=150)
+    hit = face("f1", "child-1").model_copy(update={"face": FaceHit(box=box, similarity=0.6)})
+    (action,) = decide(verdict(hit), POLICIES, T)
+    assert action.face == FaceHit(box=box, similarity=0.6)
+    assert measures(action, BankPolicy(faces=True)) == [
+        (
+            "face",
+            "similarity 0.60, face at (40, 30), 120 x 150 px",
+            "matches at >= 0.45; alone, always reviewed",
+        )
+    ]
