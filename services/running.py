@@ -26,8 +26,6 @@ from services.shared.config import (
     IngestSettings,
     KafkaSettings,
     MatcherSettings,
-    MediaSettings,
-    PolicySettings,
     TopicSettings,
     configuration_problems,
 )
@@ -36,16 +34,7 @@ from services.shared.errors import UsageError
 from services.shared.service import stop_on_signals
 from services.shared.topics import ensure_topics
 
-# Groups before the services that hold them, so every problem is reported at once.
-_CHECKED = (
-    KafkaSettings,
-    TopicSettings,
-    PolicySettings,
-    MediaSettings,
-    IngestSettings,
-    MatcherSettings,
-    ActionsSettings,
-)
+_SERVICES = (IngestSettings, MatcherSettings, ActionsSettings)
 
 
 def run(ingest_processes: int, out: TextIO = sys.stdout) -> int:
@@ -63,7 +52,7 @@ def run(ingest_processes: int, out: TextIO = sys.stdout) -> int:
         os.environ["ERASER_ACTIONS_SIGNING_KEY"] = secrets.token_hex(32)
     names = instances(ingest_processes)
     ports = http_ports(names, os.environ)
-    problems = configuration_problems(*_CHECKED) + port_problems(ports)
+    problems = configuration_problems(*_SERVICES) + port_problems(ports)
     if problems:
         raise UsageError("\n".join(problems))
     if not embedded:
