@@ -41,11 +41,12 @@ class CaseStatus(NamedTuple):
 
     case_id: str
     stage: Literal["received", "matching", "withdrawn"]
-    entries: int
+    entries: int  # photographs
     actioned: int
     taken_down: int
     under_review: int
     opened_at: datetime
+    faces: int = 0  # faces registered from those photographs (while they are registered)
 
 
 def new_number() -> str:
@@ -135,7 +136,9 @@ class Cases:
         copies = self.ledger.copies(case.entry_ids)
         done = [c for c in copies if (r := self.ledger.result(c.action_id)) and r.outcome == "done"]
         reviews = [i for i in self.board.for_entries(case.entry_ids) if i.status not in _DONE]
-        registered = any(self.view.get(entry_id) for entry_id in case.entry_ids)
+        slots = [self.view.get(entry_id) for entry_id in case.entry_ids]
+        registered = any(slots)
+        faces = sum(1 for slot in slots if slot is not None and slot.face)
         stage: Literal["received", "matching", "withdrawn"] = "received"
         if case.status == "withdrawn":
             stage = "withdrawn"
@@ -144,11 +147,12 @@ class Cases:
         return CaseStatus(
             case.case_id,
             stage,
-            len(case.entry_ids),
+            len(case.entry_ids) - faces,
             len({c.content_id for c in copies}),
             len({c.content_id for c in done}),
             len({i.action.content_id for i in reviews}),
             case.opened_at,
+            faces,
         )
 
     def withdraw(self, case: CaseChanged) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import ClassVar
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -25,7 +26,14 @@ from services.review.metrics import ReviewMetrics
 from services.shared.banks import BankBook
 from services.shared.config import PolicySettings
 from services.shared.passwords import hash_secret, verify_secret
-from services.shared.schemas import ActionDecided, encode, new_event
+from services.shared.schemas import (
+    ActionDecided,
+    EntryRegistered,
+    Signals,
+    embedding_to_text,
+    encode,
+    new_event,
+)
 from services.web.context import WebContext
 from services.web.sessions import Signer
 from tests.records import record
@@ -248,3 +256,22 @@ def test_a_refusal_is_a_page_a_person_can_read(web):
     )
     assert answer.status_code == 409 and "claim this item first" in answer.text
     assert "<h1>Not done</h1>" in answer.text
+
+
+def test_a_case_counts_its_photographs_and_their_faces_apart(web):
+    view = web.cases.view
+    for n, signals in enumerate(
+        (
+            Signals(sha256="ab" * 32),
+            Signals(face=embedding_to_text(np.full(128, 0.088, np.float32))),
+        )
+    ):
+        entry = EntryRegistered(entry_id=f"e{n + 1}", bank="kids", signals=signals, subject="s")
+        view.apply(
+            record(encode(new_event(entry, id=f"r{n}", source="t")), key=f"e{n + 1}".encode())
+        )
+    number, pin = opened_case(web)
+    client = client_for(web)
+    data = {"number": number, "pin": pin, "csrf": form_token(client, "/case")}
+    client.post("/case", data=data)
+    assert "Received: 1 photo and 1 face from it registered" in client.get("/case/status").text
