@@ -76,8 +76,9 @@ class Evidence:
         image = Image.fromarray(decoded.pixels)
         image.thumbnail((SHOWN_SIDE, SHOWN_SIDE))
         if blurred:
-            image = image.convert("L").filter(ImageFilter.GaussianBlur(BLUR_RADIUS)).convert("RGB")
+            image = image.convert("L").filter(ImageFilter.GaussianBlur(BLUR_RADIUS))
         if face is not None:
+            image = image.convert("RGB")  # the outline is the one colour on a grey picture
             scale = image.width / decoded.width
             corners = [face.x, face.y, face.x + face.width, face.y + face.height]
             ImageDraw.Draw(image).rectangle(
