@@ -41,6 +41,8 @@ def report(results: dict[str, Any], json_path: Path, out: Out) -> bool:
     for pair in final.false_positive_pairs:
         out(f"false match: {pair}")
     out(table(_FALSE_HEADERS, [_false_row(f) for f in final.false_matches]))
+    reach = [(k, f"{a:.3f}", f"{b:.3f}") for k, (a, b) in results["shortlist"].items()]
+    out(table(("keypoints checked: original shortlisted", "80 entries", "+ distractors"), reach))
     out(
         table(
             ("idea (cumulative)", "recall", "precision", "false positives"),
@@ -112,6 +114,7 @@ def _document(results: dict[str, Any]) -> dict[str, Any]:
         "distractor_pool": results["distractor_pool"],
         "final": outcome,
         "ideas": [vars(o) | {"false_matches": []} for o in results["ideas"]],
+        "shortlisted": results["shortlist"],
         "timings_ms": results["timings_ms"],
         "scan_seconds": results["scan_seconds"],
         "seconds": results["seconds"],

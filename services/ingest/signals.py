@@ -3,10 +3,10 @@
 An upload gets PDQ of the image and of its 7 other rotations/flips; PDQ of the picture cut out
 of what was added around it (padding, bars, frames, screenshot margins), as it is and mirrored,
 for each such view; PDQ of each tile if the image is a collage (``tiles.py``); the image
-embedding of the image and of each view; the image's ORB keypoints; and the embeddings of its
-largest faces. A registration gets PDQ of the image and of a few crops of it (half crops too), so
-a cropped re-post still lands near one of them, and the image's embedding and keypoints. The
-accuracy benchmark calls these same functions.
+embedding of the image, of each view and of each tile; the image's ORB keypoints; and the
+embeddings of its largest faces. A registration gets PDQ of the image and of a few crops of it
+(half crops too), so a cropped re-post still lands near one of them, and the image's embedding
+and keypoints. The accuracy benchmark calls these same functions.
 """
 
 from __future__ import annotations
@@ -68,14 +68,17 @@ class SignalModels:
 
 @dataclass(frozen=True)
 class ImageSignals:
-    """PDQ hashes (8 per view), the image's PDQ quality, embeddings (one per view), keypoints."""
+    """PDQ hashes (8 per view), the image's PDQ quality, embeddings (one per view), keypoints.
+
+    A collage's tiles add a PDQ hash and an embedding each, after the others.
+    """
 
     pdq: tuple[str, ...]
     pdq_quality: int
     embeddings: np.ndarray  # views x 1280 float32; 0 x 0 without an embedder
     keypoints: Keypoints | None = None  # None without an extractor
     faces: tuple[Face, ...] = ()  # the largest faces, largest first; none without face models
-    tiles: int = 0  # how many of the PDQ hashes, the last ones, are of a collage's tiles
+    tiles: int = 0  # how many of the PDQ hashes and embeddings, the last ones, are of tiles
 
 
 def thumbnail(pixels: np.ndarray, side: int = VIEW_SIDE) -> np.ndarray:
@@ -109,11 +112,14 @@ def image_signals(
     for content in views[1:]:
         hashes += _upright_and_mirrored(content)
     clock.lap("trimmed pdq")
-    tiles = [pdq(tile)[0] for tile in collage_tiles(small)]
+    cut = collage_tiles(small)
+    tiles = [pdq(tile)[0] for tile in cut]
     clock.lap("collage tiles")
     embedder = models.embedder
     embeddings = (
-        embedder.embed_many(views) if embedder is not None else np.empty((0, 0), dtype=np.float32)
+        embedder.embed_many([*views, *cut])
+        if embedder is not None
+        else np.empty((0, 0), dtype=np.float32)
     )
     clock.lap("embedding")
     keypoints = models.keypoints.extract(small) if models.keypoints is not None else None

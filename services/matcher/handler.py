@@ -245,8 +245,10 @@ class MatcherProcessor:
         embedding = _match(entry, "embedding", round(100 * (1 - min(1.0, cosine))))
         if not policy.enabled or cosine < policy.agreement_embedding_threshold:
             return []
-        if cosine >= policy.embedding_threshold or entry in keypoints:
-            return [embedding]  # alone, or with keypoints agreeing (``_by_keypoints``)
+        if cosine >= policy.embedding_threshold:
+            return [embedding]
+        if keypoints.get(entry, policy.keypoint_threshold) < policy.keypoint_threshold:
+            return [embedding]  # with fewer keypoints, what they match on (``_by_keypoints``)
         if hashed.pdq_quality < policy.quality_floor:
             return []
         distance = near.get(entry)

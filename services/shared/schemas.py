@@ -185,8 +185,9 @@ class MediaHashed(Schema):
     pdq_quality: int = Field(ge=0, le=100, description="PDQ quality of the image (0-100).")
     embeddings: list[Embedding] = Field(
         default_factory=list,
-        max_length=3,
-        description="Image embeddings of the image and of each content view.",
+        max_length=12,
+        description="Image embeddings of the image, of each content view and of each tile of a "
+        "collage.",
     )
     keypoints: KeypointsText | None = Field(
         default=None, description="ORB keypoints of the image, for geometric verification."

@@ -251,5 +251,6 @@ def test_fewer_keypoints_match_only_with_an_embedding_that_nearly_matches():
     assert signals(0.70, 12) == []  # the embedding is too far to count
     assert signals(None, 12) == []
     assert signals(None, 25) == ["keypoints"]  # enough keypoints alone
+    assert signals(0.85, 25) == ["keypoints"]  # the cosine adds nothing to them
     with pytest.raises(ValueError, match="agreement_keypoint_threshold"):
         BankPolicy(keypoint_threshold=8)
