@@ -104,6 +104,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     accuracy.add_argument("--workers", type=int, default=2)
     accuracy.add_argument("--json", type=Path, default=Path("results/accuracy.json"))
+    accuracy.add_argument("--originals", type=int, default=None, help="fewer (development)")
+    accuracy.add_argument(
+        "--pool-limit", type=int, default=None, help="fewer pool distractors (development)"
+    )
     accuracy.set_defaults(command=_bench_accuracy)
     pipe = benches.add_parser("pipeline", help="throughput, latency, CPU and memory end to end")
     pipe.add_argument("--cache", type=Path, default=Path(".cache/accuracy"))
@@ -189,7 +193,7 @@ def _bench_registry(args: argparse.Namespace) -> int:
 def _bench_accuracy(args: argparse.Namespace) -> int:
     from services.bench import commands
 
-    return commands.accuracy(args.cache, args.workers, args.json)
+    return commands.accuracy(args.cache, args.workers, args.json, args.originals, args.pool_limit)
 
 
 def _bench_pipeline(args: argparse.Namespace) -> int:

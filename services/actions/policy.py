@@ -3,8 +3,9 @@
 For each matched entry the strongest signal counts: an exact digest (SHA-256, MD5) beats PDQ, PDQ
 beats keypoints, keypoints beat the embedding, and the smallest distance wins. Exact matches, PDQ
 matches at or under the bank's auto threshold, and matches where two signals agree (PDQ and the
-embedding, or keypoints and either) get the bank's action; a weaker PDQ match, keypoints alone,
-or the embedding alone, goes to human review. A face match says "this may be the child", not
+embedding, or enough keypoints and either) get the bank's action; a weaker PDQ match, keypoints
+alone, fewer keypoints with an embedding (two photographs of the same objects can agree that
+far), or the embedding alone, goes to human review. A face match says "this may be the child", not
 "this is the registered photograph": alone it only ever asks for review, whatever the bank's
 action; when a face and an image signal of the same subject both match, the bank's action applies
 to both entries. A match in a negative bank (known false positives, such as a stock photo) means
@@ -80,6 +81,10 @@ def _action(
     elif match.signal == "pdq" and match.distance <= policy.auto_threshold:
         action = policy.action
         reason = f"pdq distance {match.distance} <= auto threshold {policy.auto_threshold}"
+    elif match.signal == "keypoints" and 256 - match.distance < policy.keypoint_threshold:
+        action = "review"  # fewer keypoints than match alone, with an embedding: a person looks
+        reason = f"{256 - match.distance} keypoints and an embedding agree, below the keypoint "
+        reason += f"threshold ({policy.keypoint_threshold}): needs a person"
     elif {"pdq", "embedding"} <= signals:
         action = policy.action
         reason = f"pdq (distance {match.distance}) and embedding agree"

@@ -6,19 +6,17 @@ scanned with ingest's code (``corpus.py``). Two evaluations follow:
 - each idea alone, vectorised over all uploads and originals (distance, cosine and agreeing
   keypoint matrices; keypoints checked, as in the matcher, for each upload's shortlist: the
   originals nearest by embedding), to measure what each signal adds;
-- the final configuration through the matcher's own code, in process (``Registry`` and
-  ``MatcherProcessor.process``: the same search and bank rules as the service; no broker).
+- the final configuration through the matcher's own code, in process (``matching.py``).
 
-The embedding threshold is set on one half of the distractors (calibration: just above the best
-cosine any of them reaches, plus a margin); precision is measured on the other half plus every
-edited copy, so it is not fitted to the data it is reported on.
+The embedding threshold is set on a quarter of the distractors (calibration: just above the best
+cosine any of them reaches, plus a margin); precision is measured on the other three quarters
+plus every edited copy, so it is not fitted to the data it is reported on. ``shortlist.py``
+checks how often keypoints get to run at all.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,13 +24,16 @@ from typing import Any
 
 import numpy as np
 
-from services.bench import dataset
-from services.bench.corpus import BANK, Corpus, Upload, build, scan
+from services.bench import dataset, distractors, shortlist
+from services.bench.corpus import ORIGINALS, Corpus, build, scan
+from services.bench.matching import evaluate_pipeline
+from services.bench.scoring import Outcome, score
 from services.shared.keypoints import keypoints_from_text
-from services.shared.schemas import BankPolicy, MediaHashed, embedding_to_text, new_event, now
+from services.shared.schemas import BankPolicy
 
 PDQ_THRESHOLD = 31
 MARGIN = 0.02
+CALIBRATION_EVERY = 4  # one distractor in 4 sets the embedding threshold; the rest test it
 
 
 # Each idea alone, vectorised.
@@ -48,6 +49,9 @@ class Idea:
     embedding: bool
     agreement: bool = False  # PDQ and embedding both nearly close enough
     keypoints: bool = False  # keypoints of the shortlisted originals agree
+    half_crops: bool = False  # registration: PDQ of the left and right 55%
+    tiles: bool = False  # upload: PDQ and embeddings of a collage's tiles
+    keypoint_agreement: bool = False  # fewer keypoints agreeing, with a near embedding
 
 
 IDEAS = (
@@ -57,7 +61,11 @@ IDEAS = (
     Idea("+ image embedding (the image, and the upload's content views)", True, True, True),
     Idea("+ two weaker signals agreeing", True, True, True, True),
     Idea("+ keypoints agreeing (shortlist by embedding)", True, True, True, True, True),
+    Idea("+ PDQ of registered half crops", True, True, True, True, True, True),
+    Idea("+ PDQ and embeddings of a collage's tiles", True, True, True, True, True, True, True),
+    Idea("+ fewer keypoints agreeing with the embedding", *(True,) * 8),
 )
+_CROPS = 8  # the whole image and the crops registered before half crops
 
 
 def _codes(hashes: list[str]) -> np.ndarray:
@@ -66,17 +74,17 @@ def _codes(hashes: list[str]) -> np.ndarray:
 
 def pdq_distances(corpus: Corpus, idea: Idea) -> np.ndarray:
     """Smallest PDQ distance from each upload to each original (uploads x originals)."""
+    kept = None if idea.half_crops else _CROPS if idea.crops else 1
     references = [
-        _codes(r.signals.pdq if idea.crops else r.signals.pdq[:1])
-        if r.signals.pdq
-        else np.zeros((0, 4), np.uint64)
+        _codes(r.signals.pdq[:kept]) if r.signals.pdq else np.zeros((0, 4), np.uint64)
         for r in corpus.registrations
     ]
     codes = np.concatenate(references)
     owner = np.repeat(np.arange(len(references)), [len(r) for r in references])
     out = np.full((len(corpus.uploads), len(references)), 256, dtype=np.int32)
     for row, upload in enumerate(corpus.uploads):
-        queries = _codes(upload.pdq if idea.content_views else upload.pdq[:8])
+        whole = len(upload.pdq) - (0 if idea.tiles else upload.tiles)
+        queries = _codes(upload.pdq[:whole] if idea.content_views else upload.pdq[:8])
         distance = np.bitwise_count(queries[:, None, :] ^ codes[None]).sum(axis=2).min(axis=0)
         np.minimum.at(out[row], owner, distance.astype(np.int32))
     return out
@@ -92,7 +100,8 @@ def cosines(corpus: Corpus, idea: Idea) -> np.ndarray:
     out = np.full((len(corpus.uploads), len(references)), -1.0, dtype=np.float32)
     for row, upload in enumerate(corpus.uploads):
         assert upload.embeddings is not None
-        views = upload.embeddings if idea.content_views else upload.embeddings[:1]
+        whole = len(upload.embeddings) - (0 if idea.tiles else upload.tiles)
+        views = upload.embeddings[:whole] if idea.content_views else upload.embeddings[:1]
         np.maximum.at(out[row], owner, (views @ matrix.T).max(axis=0))
     return out
 
@@ -119,28 +128,15 @@ def agreeing(corpus: Corpus, cos: np.ndarray) -> np.ndarray:
     return out
 
 
-@dataclass
-class Outcome:
-    """Recall per class, precision and false positives of one configuration."""
-
-    name: str
-    embedding_threshold: float | None
-    recall_by_class: dict[str, float]
-    recall: float
-    precision: float
-    false_positives: int
-    distractor_false_positives: int
-    distractor_comparisons: int
-    false_positive_pairs: list[str]
-
-
 def embedding_threshold(cos: np.ndarray, calibration: np.ndarray) -> float:
     """Just above the best cosine a calibration distractor reaches, plus a margin."""
     return round(float(cos[calibration].max()) + MARGIN, 3)
 
 
-def evaluate_idea(corpus: Corpus, idea: Idea, calibration: np.ndarray) -> Outcome:
-    """Match everything under ``idea`` and score it."""
+def evaluate_idea(
+    corpus: Corpus, idea: Idea, calibration: np.ndarray, kept: dict[str, np.ndarray]
+) -> Outcome:
+    """Match everything under ``idea`` and score it (``kept``: keypoint counts, computed once)."""
     pdq = pdq_distances(corpus, idea)
     quality = np.array([u.quality >= 50 for u in corpus.uploads])[:, None]
     matched = (pdq <= PDQ_THRESHOLD) & quality
@@ -152,124 +148,32 @@ def evaluate_idea(corpus: Corpus, idea: Idea, calibration: np.ndarray) -> Outcom
         if idea.agreement:
             matched |= (cos >= 0.80) & (pdq <= 64) & quality
         if idea.keypoints:
-            matched |= agreeing(corpus, cos) >= BankPolicy().keypoint_threshold
+            if "agreeing" not in kept:  # the same for every idea with content views
+                kept["agreeing"] = agreeing(corpus, cos)
+            policy, counts = BankPolicy(), kept["agreeing"]
+            matched |= counts >= policy.keypoint_threshold
+            if idea.keypoint_agreement:
+                weaker = counts >= policy.agreement_keypoint_threshold
+                matched |= weaker & (cos >= policy.agreement_embedding_threshold)
     return score(corpus, idea.name, matched, threshold, calibration)
 
 
-def score(
-    corpus: Corpus,
-    name: str,
-    matched: np.ndarray,
-    threshold: float | None,
-    calibration: np.ndarray,
-    signals: dict[tuple[int, int], set[str]] | None = None,
-) -> Outcome:
-    """Recall per class, and precision on the edited copies and the test distractors."""
-    originals = np.array([u.original for u in corpus.uploads])
-    copies = originals >= 0
-    hits = np.zeros(len(originals), dtype=bool)
-    hits[copies] = matched[np.flatnonzero(copies), originals[copies]]
-    wrong = matched.sum(axis=1) - hits
-    test = ~copies & ~calibration
-    false_positives = int(wrong[copies].sum() + wrong[test].sum())
-    by_class: dict[str, list[bool]] = defaultdict(list)
-    for upload, hit in zip(corpus.uploads, hits, strict=True):
-        if upload.original >= 0:
-            by_class[upload.edit_class].append(bool(hit))
-    true_positives = int(hits.sum())
-    counted = copies | test
-    wrong_pairs = [
-        (int(row), int(original))
-        for row, original in zip(*np.nonzero(matched), strict=True)
-        if counted[row] and originals[row] != original
-    ]
-    return Outcome(
-        false_positive_pairs=[
-            _described(corpus.uploads[row], original, (signals or {}).get((row, original), set()))
-            for row, original in wrong_pairs
-        ],
-        name=name,
-        embedding_threshold=threshold,
-        recall_by_class={k: float(np.mean(v)) for k, v in by_class.items()},
-        recall=float(hits[copies].mean()),
-        precision=true_positives / max(1, true_positives + false_positives),
-        false_positives=false_positives,
-        distractor_false_positives=int(wrong[test].sum()),
-        distractor_comparisons=int(test.sum()) * len(corpus.originals),
-    )
+def run(
+    cache: Path,
+    workers: int,
+    out: Callable[[str], None],
+    originals: int = ORIGINALS,
+    pool_limit: int | None = None,
+) -> dict[str, Any]:
+    """Build the corpus, scan it, evaluate every idea and the final pipeline; the results.
 
-
-# The final configuration, through the matcher's code.
-
-
-def evaluate_pipeline(corpus: Corpus, threshold: float, calibration: np.ndarray) -> Outcome:
-    """Register the originals in a real ``Registry`` and run every upload through the matcher."""
-    from services.matcher.handler import MatcherProcessor
-    from services.matcher.registry import Registry
-    from services.shared.banks import BankBook
-    from services.shared.config import PolicySettings, TopicSettings
-    from services.shared.metrics import MatcherMetrics
-    from services.shared.schemas import BankPolicy, VerdictIssued
-
-    registry = Registry()
-    for registration in corpus.registrations:
-        registry.register(registration)
-    original_of = {r.entry_id: int(r.labels["original"]) for r in corpus.registrations}
-    policy = BankPolicy(embedding_threshold=threshold)
-    processor = MatcherProcessor(
-        TopicSettings(), BankBook(PolicySettings(banks={BANK: policy})), registry, MatcherMetrics()
-    )
-    matched = np.zeros((len(corpus.uploads), len(corpus.originals)), dtype=bool)
-    signals: dict[tuple[int, int], set[str]] = defaultdict(set)
-    for start in range(0, len(corpus.uploads), 64):
-        batch = corpus.uploads[start : start + 64]
-        events = [
-            new_event(_hashed(start + n, upload), id=str(start + n), source="bench")
-            for n, upload in enumerate(batch)
-        ]
-        for n, result in enumerate(processor.process(events)):
-            assert not isinstance(result, Exception)
-            verdict = VerdictIssued.model_validate(json.loads(result[0].value or b"")["data"])
-            for match in verdict.matches:
-                matched[start + n, original_of[match.entry_id]] = True
-                signals[(start + n, original_of[match.entry_id])].add(match.signal)
-    name = "the pipeline's matcher (final)"
-    return score(corpus, name, matched, threshold, calibration, signals)
-
-
-def _described(upload: Upload, original: int, signals: set[str]) -> str:
-    """A false positive in words: which upload matched which original, by which signals."""
-    what = f"{upload.edit_class} '{upload.name}'"
-    what += f" of original {upload.original}" if upload.original >= 0 else ""
-    by = f" by {'+'.join(sorted(signals))}" if signals else ""
-    return f"{what} matched original {original}{by}"
-
-
-def _hashed(number: int, upload: Upload) -> MediaHashed:
-    assert upload.embeddings is not None
-    return MediaHashed(
-        upload_id=str(number),
-        content_id=str(number),
-        uploaded_at=now(),
-        sha256=upload.sha256,
-        md5=upload.md5,
-        pdq=upload.pdq,
-        pdq_quality=upload.quality,
-        embeddings=[embedding_to_text(v) for v in upload.embeddings],
-        keypoints=upload.keypoints,
-        width=1,
-        height=1,
-        format="JPEG",
-    )
-
-
-def run(cache: Path, workers: int, out: Callable[[str], None]) -> dict[str, Any]:
-    """Build the corpus, scan it, evaluate every idea and the final pipeline; the results."""
+    ``originals`` and ``pool_limit`` take a subset, for development.
+    """
     import faiss
 
     faiss.omp_set_num_threads(1)  # as in the services: OpenMP threads on shared cores cost more
     started = time.monotonic()
-    corpus = build(cache)
+    corpus = build(cache, originals=originals, pool_limit=pool_limit)
     copies = sum(u.original >= 0 for u in corpus.uploads)
     out(
         f"{len(corpus.originals)} originals, {copies} edited copies, "
@@ -278,18 +182,26 @@ def run(cache: Path, workers: int, out: Callable[[str], None]) -> dict[str, Any]
     duplicates = dataset.dropped_duplicates(cache)
     for left in duplicates:
         out(f"left out of the pool: {left['photo']} = {left['same picture as']} ({left['by']})")
-    timings = scan(corpus, workers)
-    distractors = np.flatnonzero([u.original < 0 for u in corpus.uploads])
+    pool = distractors.summary(cache)
+    out(f"left out of the distractor pool as the same picture as another: {len(pool['dropped'])}")
+    scanning = time.monotonic()
+    timings = scan(corpus, workers, cache)
+    scanned = time.monotonic() - scanning
+    rows = np.flatnonzero([u.original < 0 for u in corpus.uploads])
     calibration = np.zeros(len(corpus.uploads), dtype=bool)
-    calibration[distractors[::2]] = True
-    ideas = [evaluate_idea(corpus, idea, calibration) for idea in IDEAS]
+    calibration[rows[::CALIBRATION_EVERY]] = True
+    kept: dict[str, np.ndarray] = {}
+    ideas = [evaluate_idea(corpus, idea, calibration, kept) for idea in IDEAS]
     threshold = ideas[-1].embedding_threshold or 0.93
     final = evaluate_pipeline(corpus, threshold, calibration)
     return {
+        "shortlist": shortlist.reach(corpus),
         "corpus": corpus,
         "left_out_as_duplicates": duplicates,
+        "distractor_pool": pool,
         "ideas": ideas,
         "final": final,
         "timings_ms": timings,
+        "scan_seconds": scanned,
         "seconds": time.monotonic() - started,
     }

@@ -189,61 +189,21 @@ def _s(value: float) -> str:
     return f"{value:.2f} s"
 
 
-def accuracy(cache: Path, workers: int, json_path: Path, out: Out = print) -> int:
-    """Measure recall and precision per edit class; 0 if every target was met."""
+def accuracy(
+    cache: Path,
+    workers: int,
+    json_path: Path,
+    originals: int | None = None,
+    pool_limit: int | None = None,
+    out: Out = print,
+) -> int:
+    """Measure recall per edit class, false matches per signal and actions; 0 if targets met."""
     from services.bench import accuracy as bench
+    from services.bench.accuracy_report import report
 
-    results = bench.run(cache, workers, out)
-    final, ideas = results["final"], results["ideas"]
-    out("matching: the matcher's own code (Registry, MatcherProcessor), in process, no broker")
-    rows = [
-        (name, f"{recall:.3f}", "met" if recall >= 0.95 else "MISSED")
-        for name, recall in sorted(final.recall_by_class.items())
-    ]
-    out(table(("edit class", "recall", "target >= 0.95"), rows))
-    out(
-        f"overall recall {final.recall:.4f} (target >= 0.99), precision {final.precision:.5f} "
-        f"(target >= 0.9999); false positives: {final.false_positives}, of which "
-        f"{final.distractor_false_positives} on {final.distractor_comparisons:,} test "
-        f"distractor comparisons; embedding threshold {final.embedding_threshold}"
-    )
-    for pair in final.false_positive_pairs:
-        out(f"false positive: {pair}")
-    out(
-        table(
-            ("idea (cumulative)", "recall", "precision", "false positives"),
-            [(o.name, f"{o.recall:.4f}", f"{o.precision:.5f}", o.false_positives) for o in ideas],
-        )
-    )
-    out(
-        table(
-            ("step", "ms per image (mean, one core)"),
-            [(step, f"{ms:.1f}") for step, ms in results["timings_ms"].items()],
-        )
-    )
-    corpus = results["corpus"]
-    write_json(
-        json_path,
-        "accuracy",
-        {
-            "originals": len(corpus.originals),
-            "distractor_photos": corpus.distractor_photos,
-            "derived_tiles": corpus.derived,
-            "edited_copies": sum(u.original >= 0 for u in corpus.uploads),
-            "matching": "in process, the matcher's code",
-            "left_out_as_duplicates": results["left_out_as_duplicates"],
-            "final": vars(final),
-            "ideas": [vars(o) for o in ideas],
-            "timings_ms": results["timings_ms"],
-            "seconds": results["seconds"],
-        },
-    )
-    met = (
-        final.precision >= 0.9999
-        and final.recall >= 0.99
-        and all(r >= 0.95 for r in final.recall_by_class.values())
-    )
-    return 0 if met else 1
+    subset = {"originals": originals} if originals else {}
+    results = bench.run(cache, workers, out, pool_limit=pool_limit, **subset)
+    return 0 if report(results, json_path, out) else 1
 
 
 def pipeline(

@@ -140,8 +140,8 @@ def _open(source: str, origin: str, data: bytes) -> Iterator[tuple[str, str, Ima
     yield source, origin, image
 
 
-def _admit(image: Image.Image, hashes: list[str]) -> Image.Image | None:
-    """The image, resized for the pool, if it is a photograph not yet in it; else None."""
+def admissible(image: Image.Image) -> Image.Image | None:
+    """The image in RGB, resized for a pool, if it is a photograph of PDQ quality >= 50."""
     width, height = image.size
     if min(width, height) < MIN_SIDE or max(width, height) > MAX_ASPECT * min(width, height):
         return None
@@ -149,10 +149,16 @@ def _admit(image: Image.Image, hashes: list[str]) -> Image.Image | None:
     rgb.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
     if not looks_like_a_photo(rgb):
         return None
-    pixels = np.asarray(rgb)
-    code, quality = pdq(pixels)
-    if quality < 50:
+    return rgb if pdq(np.asarray(rgb))[1] >= 50 else None
+
+
+def _admit(image: Image.Image, hashes: list[str]) -> Image.Image | None:
+    """The image, resized for the pool, if it is a photograph not yet in it; else None."""
+    rgb = admissible(image)
+    if rgb is None:
         return None
+    pixels = np.asarray(rgb)
+    code = pdq(pixels)[0]
     variants = pdq_dihedral(pixels).dihedral
     if any(distance(v, h) <= DUPLICATE_DISTANCE for h in hashes for v in variants):
         return None

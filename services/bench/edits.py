@@ -1,16 +1,20 @@
 """The edits people make to a re-posted image, each at several strengths, as Pillow operations.
 
 Every edit takes an RGB image and returns the bytes that would be uploaded (JPEG quality 90
-unless the edit is about JPEG quality). Classes group strengths for the accuracy report.
+unless the edit is about JPEG quality). Classes group strengths for the accuracy report; the
+harder re-posts (collages, half crops, 20° turns, perspective, filters, occlusion, memes) are in
+``hard_edits.py``.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
+
+from services.bench.hard_edits import hard_edits
 
 Edit = Callable[[Image.Image], Image.Image]
 
@@ -214,8 +218,8 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     return ImageFont.load_default(size=size)
 
 
-def variants() -> list[Variant]:
-    """Every edit class at every strength."""
+def variants(fillers: Sequence[Image.Image]) -> list[Variant]:
+    """Every edit class at every strength; ``fillers`` fill the other tiles of collages."""
 
     def v(edit_class: str, name: str, edit: Edit) -> Variant:
         return Variant(edit_class, name, _as_upload(edit))
@@ -271,4 +275,5 @@ def variants() -> list[Variant]:
         v("pairs", "phone screenshot + resize 50%", chain(screenshot("phone"), resize(0.5))),
         v("pairs", "crop 20% + mirror", chain(crop(0.2), ImageOps.mirror)),
     ]
+    out += [v(edit_class, name, edit) for edit_class, name, edit in hard_edits(fillers)]
     return out

@@ -2,9 +2,10 @@
 
 An upload gets PDQ of the image and of its 7 other rotations/flips; PDQ of the picture cut out
 of what was added around it (padding, bars, frames, screenshot margins), as it is and mirrored,
-for each such view; the image embedding of the image and of each view; the image's ORB
-keypoints; and the embeddings of its largest faces. A registration gets PDQ of the image and of
-a few crops of it, so a cropped re-post still lands near one of them, and the image's embedding
+for each such view; PDQ of each tile if the image is a collage (``tiles.py``); the image
+embedding of the image, of each view and of each tile; the image's ORB keypoints; and the
+embeddings of its largest faces. A registration gets PDQ of the image and of a few crops of it
+(half crops too), so a cropped re-post still lands near one of them, and the image's embedding
 and keypoints. The accuracy benchmark calls these same functions.
 """
 
@@ -20,24 +21,28 @@ from services.ingest.embedding import Embedder
 from services.ingest.faces import Face, FaceModels
 from services.ingest.hashing import pdq, pdq_dihedral
 from services.ingest.keypoints import KeypointExtractor
+from services.ingest.tiles import collage_tiles
 from services.ingest.trimming import content_views
 from services.shared.keypoints import Keypoints
 
-# Crops registered beside the whole image: (kept fraction of each side, anchor).
 MIRRORED = 5  # the position of the left-right mirror in pdqhash's rotations/flips
 # Large images are decoded at a reduced scale whose shorter side is at least this. PDQ of such a
 # reduction stays within 10 bits of the whole image's (docs/benchmarks.md, `eraser bench pdq`);
 # at 500, photographs 1000-1079 px on their shorter side, halved, drifted up to 22 bits.
 DECODE_SIDE = 540
 VIEW_SIDE = 640  # content views and embeddings are computed from at most this size
+# Crops registered beside the whole image: (kept share of the width, of the height, anchor).
 REFERENCE_CROPS = (
-    (0.9, "centre"),
-    (0.8, "centre"),
-    (0.7, "centre"),
-    (0.8, "top-left"),
-    (0.8, "top-right"),
-    (0.8, "bottom-left"),
-    (0.8, "bottom-right"),
+    (0.9, 0.9, "centre"),
+    (0.8, 0.8, "centre"),
+    (0.7, 0.7, "centre"),
+    (0.8, 0.8, "top-left"),
+    (0.8, 0.8, "top-right"),
+    (0.8, 0.8, "bottom-left"),
+    (0.8, 0.8, "bottom-right"),
+    # Half crops (a re-post keeping one side of the picture): too far from any crop above.
+    (0.55, 1.0, "left"),
+    (0.55, 1.0, "right"),
 )
 
 
@@ -63,13 +68,17 @@ class SignalModels:
 
 @dataclass(frozen=True)
 class ImageSignals:
-    """PDQ hashes (8 per view), the image's PDQ quality, embeddings (one per view), keypoints."""
+    """PDQ hashes (8 per view), the image's PDQ quality, embeddings (one per view), keypoints.
+
+    A collage's tiles add a PDQ hash and an embedding each, after the others.
+    """
 
     pdq: tuple[str, ...]
     pdq_quality: int
     embeddings: np.ndarray  # views x 1280 float32; 0 x 0 without an embedder
     keypoints: Keypoints | None = None  # None without an extractor
     faces: tuple[Face, ...] = ()  # the largest faces, largest first; none without face models
+    tiles: int = 0  # how many of the PDQ hashes and embeddings, the last ones, are of tiles
 
 
 def thumbnail(pixels: np.ndarray, side: int = VIEW_SIDE) -> np.ndarray:
@@ -103,16 +112,23 @@ def image_signals(
     for content in views[1:]:
         hashes += _upright_and_mirrored(content)
     clock.lap("trimmed pdq")
+    cut = collage_tiles(small)
+    tiles = [pdq(tile)[0] for tile in cut]
+    clock.lap("collage tiles")
     embedder = models.embedder
     embeddings = (
-        embedder.embed_many(views) if embedder is not None else np.empty((0, 0), dtype=np.float32)
+        embedder.embed_many([*views, *cut])
+        if embedder is not None
+        else np.empty((0, 0), dtype=np.float32)
     )
     clock.lap("embedding")
     keypoints = models.keypoints.extract(small) if models.keypoints is not None else None
     clock.lap("keypoints")
     faces = models.faces.faces(pixels, models.max_faces) if models.faces is not None else []
     clock.lap("faces")
-    return ImageSignals(tuple(hashes), whole.quality, embeddings, keypoints, tuple(faces))
+    return ImageSignals(
+        (*hashes, *tiles), whole.quality, embeddings, keypoints, tuple(faces), len(tiles)
+    )
 
 
 def _upright_and_mirrored(pixels: np.ndarray) -> list[str]:
@@ -146,7 +162,7 @@ def reference_signals(
     embeddings cost 12 times the memory and let more unrelated photographs come close
     (docs/benchmarks.md).
     """
-    crops = [_crop(pixels, keep, anchor) for keep, anchor in REFERENCE_CROPS]
+    crops = [_crop(pixels, width, height, anchor) for width, height, anchor in REFERENCE_CROPS]
     stored = [] if stored_colours is None else [stored_colours]
     hashed = [pdq(view) for view in (*stored, pixels, *crops)]
     small = thumbnail(pixels)
@@ -157,11 +173,13 @@ def reference_signals(
     return ReferenceSignals([h for h, _ in hashed], [q for _, q in hashed], embeddings, keypoints)
 
 
-def _crop(pixels: np.ndarray, keep: float, anchor: str) -> np.ndarray:
+def _crop(pixels: np.ndarray, keep_width: float, keep_height: float, anchor: str) -> np.ndarray:
     height, width = pixels.shape[:2]
-    h, w = round(height * keep), round(width * keep)
-    top = {"centre": (height - h) // 2, "top-left": 0, "top-right": 0}.get(anchor, height - h)
-    left = {"centre": (width - w) // 2, "top-left": 0, "bottom-left": 0}.get(anchor, width - w)
+    h, w = round(height * keep_height), round(width * keep_width)
+    top = (height - h) // 2 if anchor in ("centre", "left", "right") else 0
+    top = height - h if anchor.startswith("bottom") else top
+    left = (width - w) // 2 if anchor == "centre" else 0
+    left = width - w if anchor.endswith("right") else left
     return np.ascontiguousarray(pixels[top : top + h, left : left + w])
 
 

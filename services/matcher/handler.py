@@ -5,10 +5,10 @@ hashes (rotations/flips of the image and of its content without added borders) i
 entry's bank threshold and the upload's PDQ quality reaches the bank's floor; when one of its
 embeddings is close enough to one of the entry's; when a PDQ hash and an embedding are both
 nearly close enough (two weaker signals agreeing); or when enough of its keypoints agree with the
-entry's on one geometric transform. Keypoints are checked against a shortlist: the entries nearest
-by embedding. In banks with faces on, one of its faces matches a registered face (entries of
-their own, of a subject: a child) when their embeddings are close enough. A batch is searched in
-one call per index.
+entry's on one geometric transform, or fewer of them with an embedding nearly close enough.
+Keypoints are checked against a shortlist: the entries nearest by embedding. In banks with faces
+on, one of its faces matches a registered face (entries of their own, of a subject: a child) when
+their embeddings are close enough. A batch is searched in one call per index.
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ class MatcherProcessor:
                 continue  # a PDQ match strong enough to act on: keypoints would add nothing
             registered = self._registry.keypoints_of(entry)
             count = agreeing_keypoints(upload, registered) if registered else 0
-            if count >= policy.keypoint_threshold:
+            if count >= policy.agreement_keypoint_threshold:  # ``matches`` decides if enough
                 agreeing[entry] = count
         return agreeing
 
@@ -170,15 +170,29 @@ class MatcherProcessor:
             ):
                 found.append(_match(entry, "pdq", distance))
         for entry, cosine in similar.items():
-            found += self._by_embedding(hashed, entry, cosine, near, found)
-        found += [
-            _match(entry, "keypoints", max(0, 256 - count))
-            for entry, count in found_by.keypoints.items()
-        ]
+            found += self._by_embedding(hashed, entry, cosine, near, found, found_by.keypoints)
+        found += self._by_keypoints(found_by)
         faces = self._by_faces(hashed, found_by.faces)
         if faces:  # name each image entry's subject, so the policy can see them agree
             found = [self._with_subject(match) for match in found] + faces
         return sorted(found, key=lambda m: (m.bank, m.entry_id, m.signal))
+
+    def _by_keypoints(self, found_by: Found) -> list[Match]:
+        """Keypoint matches: enough keypoints alone, or fewer that an embedding agrees with.
+
+        Below the bank's keypoint threshold, a count at its agreement threshold matches with an
+        embedding cosine at the agreement threshold (``_by_embedding`` reports that embedding):
+        two weaker signals agreeing, as a PDQ distance and a cosine do.
+        """
+        found = []
+        for entry, count in found_by.keypoints.items():
+            policy = self._policies.for_bank(entry.bank)
+            cosine = found_by.embedding.get(entry, -1.0)
+            if count >= policy.keypoint_threshold or (
+                cosine >= policy.agreement_embedding_threshold
+            ):
+                found.append(_match(entry, "keypoints", max(0, 256 - count)))
+        return found
 
     def _by_faces(self, hashed: MediaHashed, hits: list[tuple[int, Entry, float]]) -> list[Match]:
         """Face entries matched: in a bank with faces on, at its threshold or closer.
@@ -225,6 +239,7 @@ class MatcherProcessor:
         cosine: float,
         near: dict[Entry, int],
         found: list[Match],
+        keypoints: dict[Entry, int],
     ) -> list[Match]:
         policy = self._policies.for_bank(entry.bank)
         embedding = _match(entry, "embedding", round(100 * (1 - min(1.0, cosine))))
@@ -232,6 +247,8 @@ class MatcherProcessor:
             return []
         if cosine >= policy.embedding_threshold:
             return [embedding]
+        if keypoints.get(entry, policy.keypoint_threshold) < policy.keypoint_threshold:
+            return [embedding]  # with fewer keypoints, what they match on (``_by_keypoints``)
         if hashed.pdq_quality < policy.quality_floor:
             return []
         distance = near.get(entry)

@@ -177,15 +177,17 @@ class MediaHashed(Schema):
     md5: Hex128 = Field(description="MD5 of the media bytes, for hash lists that use it.")
     pdq: list[Hex256] = Field(
         min_length=8,
-        max_length=12,
+        max_length=24,
         description="PDQ of the image and its 7 other rotations/flips (the first is as uploaded), "
-        "then 2 (as is, mirrored) for each view of its content without added borders.",
+        "then 2 (as is, mirrored) for each view of its content without added borders, then 1 "
+        "for each tile if the image is a 2x2 or 3x3 collage.",
     )
     pdq_quality: int = Field(ge=0, le=100, description="PDQ quality of the image (0-100).")
     embeddings: list[Embedding] = Field(
         default_factory=list,
-        max_length=3,
-        description="Image embeddings of the image and of each content view.",
+        max_length=12,
+        description="Image embeddings of the image, of each content view and of each tile of a "
+        "collage.",
     )
     keypoints: KeypointsText | None = Field(
         default=None, description="ORB keypoints of the image, for geometric verification."
@@ -310,6 +312,13 @@ class BankPolicy(Schema):
         description="Keypoints in geometric agreement at or above which to match (unrelated "
         "photographs reach 9 on the accuracy benchmark).",
     )
+    agreement_keypoint_threshold: int = Field(
+        default=10,
+        ge=1,
+        le=256,
+        description="Two weaker signals agreeing also match: this many keypoints in geometric "
+        "agreement and an embedding cosine at or above agreement_embedding_threshold.",
+    )
     faces: bool = Field(
         default=False,
         description="The bank may hold faces (biometric data: opt in, with consent), and uploads "
@@ -346,6 +355,11 @@ class BankPolicy(Schema):
             raise ValueError(
                 f"auto_threshold ({self.auto_threshold}) must be at most "
                 f"pdq_threshold ({self.pdq_threshold})"
+            )
+        if self.agreement_keypoint_threshold > self.keypoint_threshold:
+            raise ValueError(
+                f"agreement_keypoint_threshold ({self.agreement_keypoint_threshold}) must be at "
+                f"most keypoint_threshold ({self.keypoint_threshold})"
             )
         return self
 

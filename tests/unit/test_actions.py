@@ -195,3 +195,20 @@ def test_a_face_action_says_which_face_of_the_upload():
             "matches at >= 0.45; alone, always reviewed",
         )
     ]
+
+
+def test_fewer_keypoints_with_an_embedding_go_to_review_and_enough_with_pdq_are_acted_on():
+    def action(*matches):
+        verdict = VerdictIssued(
+            upload_id="u",
+            content_id="c",
+            verdict="match",
+            matches=[Match(bank="kids", entry_id="e", signal=s, distance=d) for s, d in matches],
+            scanned_at=T,
+        )
+        (decided,) = decide(verdict, BankBook(PolicySettings()), T)
+        return decided.action
+
+    assert action(("keypoints", 256 - 12), ("embedding", 15)) == "review"
+    assert action(("keypoints", 256 - 40), ("embedding", 5)) == "remove"
+    assert action(("keypoints", 256 - 12)) == "review"

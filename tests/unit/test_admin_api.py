@@ -159,7 +159,7 @@ def test_registering_hashes_and_images_is_audited_under_the_token_name(api):
     assert image.status_code == 201
     entries = {e["entry_id"]: e for e in exported(client, "kids").json()}
     signals = entries[image.json()["entry_id"]]["signals"]
-    assert signals["sha256"] and len(signals["pdq"]) == 8  # the image and 7 crops
+    assert signals["sha256"] and len(signals["pdq"]) == 10  # the image and 9 crops
     assert [(a.actor, a.operation, a.reason) for a in publisher.audit_log] == [
         ("regulator", "register", "request 12"),
         ("regulator", "register", "request 13"),

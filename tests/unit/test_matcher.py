@@ -233,3 +233,24 @@ def test_a_copy_under_stickers_is_found_by_its_keypoints_and_unrelated_photos_ar
     assert (match.entry_id, match.signal) == ("cat", "keypoints")
     assert 256 - match.distance >= BankPolicy().keypoint_threshold
     assert verdict_of(results[1]).verdict == "clean"
+
+
+def test_fewer_keypoints_match_only_with_an_embedding_that_nearly_matches():
+    from services.matcher.generation import Entry
+
+    registry = Registry()
+    registry.register(registration("e1", pdq=[flip(BASE, 200)]))
+    matcher = processor(registry, kids={})
+    entry = Entry("e1", "kids")
+
+    def signals(cosine, count):
+        found = Found({}, {entry: cosine} if cosine else {}, {entry: count})
+        return sorted(m.signal for m in matcher.matches(hashed(), found))
+
+    assert signals(0.85, 12) == ["embedding", "keypoints"]  # two weaker signals agree
+    assert signals(0.70, 12) == []  # the embedding is too far to count
+    assert signals(None, 12) == []
+    assert signals(None, 25) == ["keypoints"]  # enough keypoints alone
+    assert signals(0.85, 25) == ["keypoints"]  # the cosine adds nothing to them
+    with pytest.raises(ValueError, match="agreement_keypoint_threshold"):
+        BankPolicy(keypoint_threshold=8)

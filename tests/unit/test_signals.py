@@ -66,7 +66,7 @@ def test_registration_signals_include_crops_an_embedding_and_keypoints(embedder)
         pixels(photo("astronaut.png")), SignalModels(embedder, KeypointExtractor())
     )
     assert signals.keypoints is not None and len(signals.keypoints) > 100
-    assert len(signals.pdq) == len(signals.pdq_quality) == 8
+    assert len(signals.pdq) == len(signals.pdq_quality) == 10  # the image and 9 crops
     assert signals.embeddings.shape == (1, 1280)
     jpeg = io.BytesIO()
     photo("astronaut.png").crop((0, 0, 410, 410)).save(jpeg, "JPEG", quality=80)
@@ -93,3 +93,18 @@ def test_a_transparent_upload_is_also_searched_by_its_colours_as_stored():
     assert transparent.pdq[:8] == opaque.pdq[:8]
     assert transparent.pdq[8] == pdq(stored)[0]
     assert len(transparent.pdq) == len(opaque.pdq) + 2
+
+
+def test_a_collage_is_cut_into_its_tiles_and_a_photograph_is_not():
+    from services.bench.hard_edits import collage
+    from services.ingest.signals import thumbnail
+    from services.ingest.tiles import collage_tiles
+
+    cat, others = photo("chelsea.png"), [photo("coffee.png"), photo("astronaut.png")]
+    for grid, cell in ((2, 3), (3, 4)):
+        upload = thumbnail(pixels(collage(grid, cell, others)(cat)))
+        tiles = collage_tiles(upload)
+        assert len(tiles) == grid * grid
+        assert min(distance(pdq(tile)[0], pdq(pixels(cat))[0]) for tile in tiles) <= 31
+    assert collage_tiles(pixels(cat)) == []
+    assert collage_tiles(pixels(photo("astronaut.png"))) == []
