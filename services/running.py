@@ -29,6 +29,7 @@ from services.shared.config import (
     MediaSettings,
     PolicySettings,
     TopicSettings,
+    VideoSettings,
     configuration_problems,
 )
 from services.shared.connectivity import require_broker
@@ -42,6 +43,7 @@ _CHECKED = (
     TopicSettings,
     PolicySettings,
     MediaSettings,
+    VideoSettings,
     IngestSettings,
     MatcherSettings,
     ActionsSettings,

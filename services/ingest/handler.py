@@ -17,6 +17,8 @@ from services.ingest.decoding import decode
 from services.ingest.fetching import MediaFetcher
 from services.ingest.hashing import digests
 from services.ingest.signals import DECODE_SIDE, SignalModels, image_signals
+from services.ingest.video import container_of
+from services.ingest.video_signals import VideoIngest
 from services.shared.config import TopicSettings
 from services.shared.errors import FetchFailedError, MediaRejectedError, PoisonError
 from services.shared.kafka import Outgoing, Result
@@ -48,12 +50,14 @@ class IngestProcessor:
         max_pixels: int,
         metrics: IngestMetrics,
         models: SignalModels | None = None,
+        video: VideoIngest | None = None,
     ) -> None:
         self._topics = topics
         self._fetcher = fetcher
         self._max_pixels = max_pixels
         self._metrics = metrics
         self._models = models or SignalModels()
+        self._video = video
 
     def process(self, events: Sequence[CloudEvent[UploadReceived]]) -> Iterator[Result]:
         """Scan each upload; one result per event, each as soon as it is scanned."""
@@ -90,6 +94,9 @@ class IngestProcessor:
                 self._metrics.fetch_errors.labels(error.kind).inc()
                 raise
         self._metrics.fetched_bytes.labels(fetched.source).inc(len(fetched.data))
+        if self._video is not None and (container := container_of(fetched.data)):
+            with self._stage("video"):
+                return self._video.scan(event, fetched.data, container, self._models)
         with self._stage("decode"):
             image = decode(fetched.data, self._max_pixels, DECODE_SIDE)
         with self._stage("hash"):

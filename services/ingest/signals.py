@@ -84,6 +84,20 @@ def image_signals(
     partner's hash list holds for the image.
     """
     clock = _Clock(timings)
+    hashes, quality, views = pdq_views(pixels, stored_colours, clock)
+    embeddings, keypoints = learned_signals(views, models, clock)
+    return ImageSignals(tuple(hashes), quality, embeddings, keypoints)
+
+
+def pdq_views(
+    pixels: np.ndarray, stored_colours: np.ndarray | None = None, clock: _Clock | None = None
+) -> tuple[list[str], int, list[np.ndarray]]:
+    """PDQ of the image's 8 rotations/flips, then (upright, mirrored) of each content view.
+
+    Also the image's PDQ quality, and the views the other signals are computed from: the image
+    at most ``VIEW_SIDE`` pixels a side, then its content without added borders.
+    """
+    clock = clock or _Clock(None)
     whole = pdq_dihedral(pixels)
     hashes = list(whole.dihedral)
     if stored_colours is not None:
@@ -94,14 +108,26 @@ def image_signals(
     for content in views[1:]:
         hashes += _upright_and_mirrored(content)
     clock.lap("trimmed pdq")
+    return hashes, whole.quality, views
+
+
+def learned_signals(
+    views: list[np.ndarray], models: SignalModels, clock: _Clock | None = None
+) -> tuple[np.ndarray, Keypoints | None]:
+    """Embeddings of the views (the whole image first) and keypoints of the whole image.
+
+    Images and key frames of videos (``video.py``) get these; a signal added for both (faces,
+    say) belongs here.
+    """
+    clock = clock or _Clock(None)
     embedder = models.embedder
     embeddings = (
         embedder.embed_many(views) if embedder is not None else np.empty((0, 0), dtype=np.float32)
     )
     clock.lap("embedding")
-    keypoints = models.keypoints.extract(small) if models.keypoints is not None else None
+    keypoints = models.keypoints.extract(views[0]) if models.keypoints is not None else None
     clock.lap("keypoints")
-    return ImageSignals(tuple(hashes), whole.quality, embeddings, keypoints)
+    return embeddings, keypoints
 
 
 def _upright_and_mirrored(pixels: np.ndarray) -> list[str]:

@@ -1,0 +1,226 @@
+"""Videos made in code for the video benchmark and the tests: slideshows, and edits of any video.
+
+Everything is encoded with PyAV (libx264 in MP4 unless asked otherwise), offline. A slideshow shows
+photographs in a 16:9 frame, each for a few seconds, fitted with bars (``static``), slowly zoomed
+(``zoom``: 1.0 to 1.15 over the slide, bars kept), or filling the frame and panning across it
+(``pan``). Edits re-decode a video frame by frame and encode the result: lower bitrate, 480p,
+25 fps, an excerpt, a watermark, letterbox bars, a mirror image, 1.25x speed.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+import numpy as np
+from av.container import OutputContainer
+from av.video.stream import VideoStream
+from PIL import Image, ImageDraw, ImageFont
+
+Frames = Iterator[np.ndarray]
+
+
+@dataclass(frozen=True)
+class Clip:
+    """Decoded frames (RGB) and the frame rate they play at."""
+
+    frames: list[np.ndarray]
+    fps: float
+
+
+def encode(
+    frames: Iterable[np.ndarray],
+    fps: float,
+    codec: str = "libx264",
+    container: str = "mp4",
+    bitrate: int | None = None,
+) -> bytes:
+    """Frames (H x W x 3 uint8, even sides) encoded as a video file's bytes."""
+    with tempfile.TemporaryDirectory(prefix="eraser-video-") as folder:
+        path = os.path.join(folder, f"video.{'mkv' if container == 'matroska' else container}")
+        with av.open(path, "w", format=container) as out:
+            stream: VideoStream | None = None
+            for frame in frames:
+                if stream is None:
+                    stream = _stream(out, codec, fps, frame.shape, bitrate)
+                out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            if stream is not None:
+                out.mux(stream.encode(None))
+        with open(path, "rb") as file:
+            return file.read()
+
+
+def _stream(
+    out: OutputContainer, codec: str, fps: float, shape: tuple[int, ...], bitrate: int | None
+) -> VideoStream:
+    stream = out.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+    assert isinstance(stream, VideoStream)
+    stream.height, stream.width = shape[0], shape[1]
+    stream.pix_fmt = "yuv420p"
+    stream.thread_count = 1
+    if bitrate:
+        stream.bit_rate = bitrate
+    elif codec == "libx264":
+        stream.options = {"crf": "23"}
+    return stream
+
+
+def decode(data: bytes) -> Clip:
+    """Every frame of a video, in RGB, and its frame rate."""
+    with av.open(io.BytesIO(data), mode="r") as container:
+        stream = container.streams.video[0]
+        fps = float(stream.average_rate or stream.base_rate or 25)
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
+    return Clip(frames, fps)
+
+
+def fit(image: Image.Image, size: tuple[int, int], zoom: float = 1.0) -> np.ndarray:
+    """``image`` scaled by ``zoom`` about its centre, fitted into ``size`` with black bars."""
+    width, height = size
+    scale = min(width / image.width, height / image.height)
+    inner = (max(2, round(image.width * scale)), max(2, round(image.height * scale)))
+    if zoom != 1.0:
+        crop_w, crop_h = image.width / zoom, image.height / zoom
+        left, top = (image.width - crop_w) / 2, (image.height - crop_h) / 2
+        image = image.crop((round(left), round(top), round(left + crop_w), round(top + crop_h)))
+    canvas = Image.new("RGB", size)
+    canvas.paste(image.resize(inner, Image.Resampling.BILINEAR), _centred(inner, size))
+    return np.asarray(canvas)
+
+
+def pan(image: Image.Image, size: tuple[int, int], progress: float) -> np.ndarray:
+    """A ``size`` window filled by ``image``, moved ``progress`` (0-1) across its longer axis."""
+    width, height = size
+    scale = max(width / image.width, height / image.height) * 1.1  # room to move either way
+    scaled = image.resize(
+        (round(image.width * scale), round(image.height * scale)), Image.Resampling.BILINEAR
+    )
+    left = round((scaled.width - width) * progress)
+    top = round((scaled.height - height) * progress)
+    return np.asarray(scaled.crop((left, top, left + width, top + height)))
+
+
+def slideshow(
+    photos: list[Image.Image],
+    seconds: float,
+    fps: float,
+    motion: str = "static",
+    size: tuple[int, int] = (1280, 720),
+) -> Frames:
+    """Each photo for ``seconds``: ``static``, ``zoom`` (1.0 to 1.15) or ``pan``."""
+    count = max(1, round(seconds * fps))
+    for image in photos:
+        for at in range(count):
+            progress = at / max(1, count - 1)
+            if motion == "pan":
+                yield pan(image, size, progress)
+            elif motion == "zoom":
+                yield fit(image, size, 1.0 + 0.15 * progress)
+            else:
+                yield fit(image, size)
+
+
+def _centred(inner: tuple[int, int], outer: tuple[int, int]) -> tuple[int, int]:
+    return (outer[0] - inner[0]) // 2, (outer[1] - inner[1]) // 2
+
+
+Edit = Callable[[bytes], bytes]
+
+
+def reencoded(bitrate: int) -> Edit:
+    """The same frames at ``bitrate`` bits per second."""
+
+    def apply(data: bytes) -> bytes:
+        clip = decode(data)
+        return encode(clip.frames, clip.fps, bitrate=bitrate)
+
+    return apply
+
+
+def resized(height: int) -> Edit:
+    """Scaled to ``height`` lines, the width to keep the shape (rounded to even)."""
+
+    def apply(data: bytes) -> bytes:
+        clip = decode(data)
+        return encode((_scaled(frame, height) for frame in clip.frames), clip.fps)
+
+    return apply
+
+
+def retimed(fps: float, speed: float = 1.0) -> Edit:
+    """Played ``speed`` times as fast, resampled to ``fps`` (frames dropped or repeated)."""
+
+    def apply(data: bytes) -> bytes:
+        clip = decode(data)
+        shown = len(clip.frames) / clip.fps / speed
+        picks = (
+            min(len(clip.frames) - 1, int(n / fps * speed * clip.fps))
+            for n in range(int(shown * fps))
+        )
+        return encode((clip.frames[at] for at in picks), fps)
+
+    return apply
+
+
+def excerpt(start_s: float, length_s: float) -> Edit:
+    """``length_s`` seconds from ``start_s``."""
+
+    def apply(data: bytes) -> bytes:
+        clip = decode(data)
+        first = round(start_s * clip.fps)
+        return encode(clip.frames[first : first + round(length_s * clip.fps)], clip.fps)
+
+    return apply
+
+
+def mapped(change: Callable[[np.ndarray], np.ndarray]) -> Edit:
+    """Every frame changed by ``change``."""
+
+    def apply(data: bytes) -> bytes:
+        clip = decode(data)
+        return encode((change(frame) for frame in clip.frames), clip.fps)
+
+    return apply
+
+
+def mirror(frame: np.ndarray) -> np.ndarray:
+    """Left and right swapped."""
+    return np.ascontiguousarray(frame[:, ::-1])
+
+
+def letterbox(frame: np.ndarray, bars: float = 0.125) -> np.ndarray:
+    """Scaled down into the same frame with black bars top and bottom (``bars`` each)."""
+    height, width = frame.shape[:2]
+    inner = _even(round(height * (1 - 2 * bars)))
+    scaled = np.asarray(Image.fromarray(frame).resize((width, inner), Image.Resampling.BILINEAR))
+    out = np.zeros_like(frame)
+    top = (height - inner) // 2
+    out[top : top + inner] = scaled
+    return out
+
+
+def watermark(frame: np.ndarray) -> np.ndarray:
+    """A semi-transparent logo box and text in the bottom-right corner."""
+    image = Image.fromarray(frame).convert("RGBA")
+    layer = Image.new("RGBA", image.size)
+    draw = ImageDraw.Draw(layer)
+    width, height = image.size
+    box = (round(width * 0.7), round(height * 0.82), round(width * 0.97), round(height * 0.95))
+    draw.rectangle(box, fill=(255, 255, 255, 110))
+    font = ImageFont.load_default(size=max(10, height // 20))
+    draw.text((box[0] + 8, box[1] + 4), "@reposter", fill=(0, 0, 0, 200), font=font)
+    return np.asarray(Image.alpha_composite(image, layer).convert("RGB"))
+
+
+def _scaled(frame: np.ndarray, height: int) -> np.ndarray:
+    width = _even(round(frame.shape[1] * height / frame.shape[0]))
+    return np.asarray(Image.fromarray(frame).resize((width, height), Image.Resampling.BILINEAR))
+
+
+def _even(value: int) -> int:
+    return max(2, value - value % 2)
