@@ -6,7 +6,8 @@ entry's bank threshold and the upload's PDQ quality reaches the bank's floor; wh
 embeddings is close enough to one of the entry's; when a PDQ hash and an embedding are both
 nearly close enough (two weaker signals agreeing); or when enough of its keypoints agree with the
 entry's on one geometric transform. Keypoints are checked against a shortlist: the entries nearest
-by embedding. A batch is searched in one call per index.
+by embedding. A batch is searched in one call per index. A video upload's frames are searched the
+same way, each as an image, and against registered videos (``video.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from kafka.consumer.fetcher import ConsumerRecord
 
@@ -21,13 +23,28 @@ from services.matcher.delta import embeddings_of
 from services.matcher.generation import Entry
 from services.matcher.registry import Registry
 from services.matcher.verification import agreeing_keypoints
+from services.matcher.video import (
+    FrameQuery,
+    frame_queries,
+    near_frames,
+    photo_matches,
+    vpdq_matches,
+)
 from services.shared.banks import BankBook
 from services.shared.config import TopicSettings
 from services.shared.errors import PoisonError
 from services.shared.kafka import Outgoing, Result
 from services.shared.keypoints import keypoints_from_text
 from services.shared.metrics import MatcherMetrics
-from services.shared.schemas import CloudEvent, Match, MediaHashed, Signal, VerdictIssued, now
+from services.shared.schemas import (
+    CloudEvent,
+    Match,
+    MediaHashed,
+    Signal,
+    VerdictIssued,
+    VideoHashed,
+    now,
+)
 from services.shared.verdicts import error_verdict, verdict_record
 
 SOURCE = "urn:eraser:matcher"
@@ -39,6 +56,26 @@ class Shortlist:
 
     entries: int = 8
     min_cosine: float = 0.5
+
+
+class Query(Protocol):
+    """What the search needs of an image upload, or of one sampled frame of a video upload."""
+
+    @property
+    def pdq(self) -> list[str]:
+        """PDQ hashes: rotations/flips, content views."""
+
+    @property
+    def pdq_quality(self) -> int:
+        """PDQ quality of the image (or frame)."""
+
+    @property
+    def embeddings(self) -> list[str]:
+        """Embeddings in their wire form."""
+
+    @property
+    def keypoints(self) -> str | None:
+        """Keypoints in their wire form."""
 
 
 @dataclass(frozen=True)
@@ -62,39 +99,61 @@ class MatcherProcessor:
         registry: Registry,
         metrics: MatcherMetrics,
         shortlist: Shortlist | None = None,
+        videos: Registry | None = None,
     ) -> None:
         self._topics = topics
         self._policies = policies
         self._registry = registry
         self._metrics = metrics
         self._shortlist = shortlist or Shortlist()
+        self._videos = videos
 
     def process(self, events: Sequence[CloudEvent[MediaHashed]]) -> list[Result]:
-        """One verdict per event; lookups for the whole batch go to each index at once."""
+        """One verdict per event; lookups for the whole batch go to each index at once.
+
+        An image upload is one query; a video upload one per sampled frame.
+        """
+        uploads = [event.data for event in events]
+        frames = [frame_queries(upload.video) if upload.video else [] for upload in uploads]
+        queries: list[Query] = []
+        for upload, each in zip(uploads, frames, strict=True):
+            queries += each if upload.video else [upload]
+        found = iter(self.search(queries))
+        near = iter(self._near_videos([u.video for u in uploads if u.video is not None]))
+        results: list[Result] = []
+        for upload, each in zip(uploads, frames, strict=True):
+            if upload.video is None:
+                matches = self.matches(upload, next(found))
+            else:
+                by_frame = [next(found) for _ in each]
+                matches = self._video_matches(upload, each, by_frame, next(near))
+            results.append(self._verdict(upload, matches))
+        return results
+
+    def search(self, queries: Sequence[Query]) -> list[Found]:
+        """What each index finds for each query, searched as one batch per index."""
         with self._metrics.stage_seconds.labels("search").time():
             near = self._registry.near(
-                [event.data.pdq for event in events], self._policies.widest_pdq_threshold()
+                [query.pdq for query in queries], self._policies.widest_pdq_threshold()
             )
-            vectors = [embeddings_of(event.data.embeddings) for event in events]
+            vectors = [embeddings_of(query.embeddings) for query in queries]
             similar = self._registry.similar(vectors, self._policies.lowest_embedding_threshold())
             with_keypoints = [
-                vectors[n] if e.data.keypoints else vectors[n][:0] for n, e in enumerate(events)
+                vectors[n] if q.keypoints else vectors[n][:0] for n, q in enumerate(queries)
             ]
             nearest = self._registry.nearest(with_keypoints, self._shortlist.entries)
         with self._metrics.stage_seconds.labels("verify").time():
             agreeing = [
-                self._verified(event.data, candidates, pdq)
-                for event, candidates, pdq in zip(events, nearest, near, strict=True)
+                self._verified(query, candidates, pdq)
+                for query, candidates, pdq in zip(queries, nearest, near, strict=True)
             ]
         return [
-            self._verdict(event.data, Found(pdq, embedding, keypoints))
-            for event, pdq, embedding, keypoints in zip(
-                events, near, similar, agreeing, strict=True
-            )
+            Found(pdq, embedding, keypoints)
+            for pdq, embedding, keypoints in zip(near, similar, agreeing, strict=True)
         ]
 
     def _verified(
-        self, hashed: MediaHashed, candidates: list[tuple[Entry, float]], near: dict[Entry, int]
+        self, hashed: Query, candidates: list[tuple[Entry, float]], near: dict[Entry, int]
     ) -> dict[Entry, int]:
         """Shortlisted entries whose keypoints agree with the upload's: how many agree."""
         if not hashed.keypoints:
@@ -125,7 +184,48 @@ class MatcherProcessor:
         return [error_verdict(self._topics.verdicts, upload_id, content_id, error.reason, SOURCE)]
 
     def matches(self, hashed: MediaHashed, found_by: Found) -> list[Match]:
-        """Every (entry, signal) the upload matches under its bank's policy.
+        """Every (entry, signal) an image upload matches under its bank's policy."""
+        found = self._exact(hashed, self._registry) + self.perceptual(hashed, found_by)
+        return sorted(found, key=lambda m: (m.bank, m.entry_id, m.signal))
+
+    def _video_matches(
+        self,
+        hashed: MediaHashed,
+        frames: Sequence[FrameQuery],
+        found: list[Found],
+        near: list[dict[Entry, int]],
+    ) -> list[Match]:
+        """A video upload's matches.
+
+        Exact digests, registered photos in its frames, and registered videos by vPDQ's rule.
+        """
+        assert hashed.video is not None
+        matches = self._exact(hashed, self._registry)
+        if self._videos is not None:
+            matches += self._exact(hashed, self._videos)
+        per_frame = [self.perceptual(frame, by) for frame, by in zip(frames, found, strict=True)]
+        return [
+            *matches,
+            *photo_matches(frames, per_frame),
+            *vpdq_matches(hashed.video, near, self._policies),
+        ]
+
+    def _near_videos(self, videos: list[VideoHashed]) -> list[list[dict[Entry, int]]]:
+        if self._videos is None or not videos:
+            return [[{} for _ in video.frames] for video in videos]
+        with self._metrics.stage_seconds.labels("search").time():
+            return near_frames(self._videos, videos, self._policies.widest_pdq_threshold())
+
+    def _exact(self, hashed: MediaHashed, registry: Registry) -> list[Match]:
+        found = []
+        for signal, digest in (("sha256", hashed.sha256), ("md5", hashed.md5)):
+            for entry in registry.exact(signal, digest):  # type: ignore[arg-type]
+                if self._policies.for_bank(entry.bank).enabled:
+                    found.append(_match(entry, signal, 0))  # type: ignore[arg-type]
+        return found
+
+    def perceptual(self, hashed: Query, found_by: Found) -> list[Match]:
+        """Every (entry, signal) an image (or a video frame) matches by its perceptual signals.
 
         PDQ within the bank's threshold, an embedding cosine at or above the bank's threshold, or
         enough keypoints in geometric agreement, matches alone. Below those, a PDQ distance and a
@@ -134,10 +234,6 @@ class MatcherProcessor:
         """
         near, similar = found_by.pdq, found_by.embedding
         found: list[Match] = []
-        for signal, digest in (("sha256", hashed.sha256), ("md5", hashed.md5)):
-            for entry in self._registry.exact(signal, digest):  # type: ignore[arg-type]
-                if self._policies.for_bank(entry.bank).enabled:
-                    found.append(_match(entry, signal, 0))  # type: ignore[arg-type]
         for entry, distance in near.items():
             policy = self._policies.for_bank(entry.bank)
             if (
@@ -152,11 +248,11 @@ class MatcherProcessor:
             _match(entry, "keypoints", max(0, 256 - count))
             for entry, count in found_by.keypoints.items()
         ]
-        return sorted(found, key=lambda m: (m.bank, m.entry_id, m.signal))
+        return found
 
     def _by_embedding(
         self,
-        hashed: MediaHashed,
+        hashed: Query,
         entry: Entry,
         cosine: float,
         near: dict[Entry, int],
@@ -178,8 +274,8 @@ class MatcherProcessor:
         already = any(m.entry_id == entry.entry_id and m.signal == "pdq" for m in found)
         return [embedding] if already else [embedding, _match(entry, "pdq", distance)]
 
-    def _verdict(self, hashed: MediaHashed, found_by: Found) -> list[Outgoing]:
-        found = self.matches(hashed, found_by)
+    def _verdict(self, hashed: MediaHashed, matches: list[Match]) -> list[Outgoing]:
+        found = sorted(matches, key=lambda m: (m.bank, m.entry_id, m.signal))
         verdict = VerdictIssued(
             upload_id=hashed.upload_id,
             content_id=hashed.content_id,
