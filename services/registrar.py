@@ -1,9 +1,10 @@
-"""Turns protected images into registrations: hashes computed locally, the image dropped.
+"""Turns protected images and videos into registrations: hashes computed locally, media dropped.
 
 Behind ``eraser register`` and the admin API's image upload. The bytes are hashed with the same
-decoder and PDQ code as ingest and never kept or sent anywhere; only the resulting
-``eraser.registration.v1`` is published (``admin/publishing.py``). Entry ids are derived from
-(bank, SHA-256), so registering the same file twice updates one entry.
+decoders and PDQ code as ingest and never kept or sent anywhere; only the resulting
+``eraser.registration.v1`` is published (``admin/publishing.py``). A video is registered by its
+frames, hashed densely (``ingest/video_signals.py``), and its file digests. Entry ids are derived
+from (bank, SHA-256), so registering the same file twice updates one entry.
 """
 
 from __future__ import annotations
@@ -16,12 +17,20 @@ from pathlib import Path
 from services.ingest.decoding import decode
 from services.ingest.hashing import FileDigests, digests
 from services.ingest.signals import ReferenceSignals, SignalModels, reference_signals
+from services.ingest.video import VideoLimits, container_of
+from services.ingest.video_signals import reference_features
 from services.shared.keypoints import keypoints_to_text
 from services.shared.schemas import EntryRegistered, Signals, embedding_to_text
+from services.shared.vpdq import Feature
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
-# Registration is an operator's action on their own files; the limit only guards against mistakes.
+VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".webm", ".mkv"})
+MEDIA_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES
+# Registration is an operator's action on their own files; the limits only guard against mistakes.
 _MAX_PIXELS = 200_000_000
+_VIDEO_LIMITS = VideoLimits(
+    max_pixels=7680 * 4320, max_duration_s=4 * 3600.0, max_frames=4 * 3600 * 120, max_scan_s=3600.0
+)
 
 
 @dataclass(frozen=True)
@@ -33,11 +42,11 @@ class Hashed:
 
 
 def image_paths(paths: Iterable[Path]) -> Iterator[Path]:
-    """The files given, and the image files under the folders given, in a stable order."""
+    """The files given, and the image and video files under the folders given, in a stable order."""
     for path in paths:
         if path.is_dir():
             yield from sorted(
-                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES
             )
         else:
             yield path
@@ -55,7 +64,7 @@ def hash_file(
     Raises:
         MediaUndecodableError: the bytes are not a decodable image.
     """
-    return registration(measure(data, models), bank, quality_floor, labels)
+    return registration(measure_media(data, models), bank, quality_floor, labels)
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,26 @@ class Measured:
 
     files: FileDigests
     signals: ReferenceSignals
+
+
+@dataclass(frozen=True)
+class MeasuredVideo:
+    """What is kept of one protected video: file digests and the frames kept (vPDQ), no pixels."""
+
+    files: FileDigests
+    frames: list[Feature]
+
+
+def measure_media(data: bytes, models: SignalModels | None = None) -> Measured | MeasuredVideo:
+    """:func:`measure` for an image; for a video, its digests and densely hashed frames.
+
+    Raises:
+        MediaUndecodableError: the bytes are neither a decodable image nor a decodable video.
+    """
+    container = container_of(data)
+    if container is None:
+        return measure(data, models)
+    return MeasuredVideo(digests(data), reference_features(data, container, _VIDEO_LIMITS))
 
 
 def measure(data: bytes, models: SignalModels | None = None) -> Measured:
@@ -82,14 +111,19 @@ def measure(data: bytes, models: SignalModels | None = None) -> Measured:
 
 
 def registration(
-    measured: Measured, bank: str, quality_floor: int, labels: dict[str, str] | None = None
+    measured: Measured | MeasuredVideo,
+    bank: str,
+    quality_floor: int,
+    labels: dict[str, str] | None = None,
 ) -> Hashed:
-    """The registration of a measured image in ``bank``.
+    """The registration of a measured image (or video) in ``bank``.
 
     PDQ hashes under ``quality_floor`` (flat or featureless views) would match unrelated uploads
     and are left out; an image whose own PDQ is under the floor is registered by digests,
     embedding and keypoints only.
     """
+    if isinstance(measured, MeasuredVideo):
+        return _video_registration(measured, bank, quality_floor, labels)
     files, signals = measured.files, measured.signals
     keep = [
         code
@@ -111,6 +145,22 @@ def registration(
     warning = None
     if signals.pdq_quality[0] < quality_floor:
         warning = f"PDQ quality {signals.pdq_quality[0]} < {quality_floor}: registered without PDQ"
+    return Hashed(entry, warning)
+
+
+def _video_registration(
+    measured: MeasuredVideo, bank: str, quality_floor: int, labels: dict[str, str] | None
+) -> Hashed:
+    """A video's frames of PDQ quality at or over the floor, and its file digests."""
+    files = measured.files
+    frames = [frame.compact() for frame in measured.frames if frame.quality >= quality_floor]
+    entry = EntryRegistered(
+        entry_id=entry_id_for(bank, files.sha256),
+        bank=bank,
+        signals=Signals(vpdq=frames, sha256=files.sha256, md5=files.md5),
+        labels=labels or {},
+    )
+    warning = None if frames else f"no frame of PDQ quality >= {quality_floor}: digests only"
     return Hashed(entry, warning)
 
 

@@ -55,6 +55,11 @@ def _policy_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--keypoint-threshold", type=int, help="keypoints in geometric agreement to match (1-256)"
     )
+    parser.add_argument(
+        "--vpdq-match-percent",
+        type=float,
+        help="share (%%) of a video upload's frames that must match a registered video (0-100)",
+    )
     enabled = parser.add_mutually_exclusive_group()
     enabled.add_argument("--enabled", dest="enabled", action="store_const", const=True)
     enabled.add_argument(

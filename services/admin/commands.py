@@ -13,31 +13,53 @@ import functools
 import json
 import sys
 from collections.abc import Sized
+from contextlib import closing
 from pathlib import Path
 from typing import NoReturn
+from urllib.parse import quote
 
 from kafka.consumer.fetcher import ConsumerRecord
 
 from services.admin import bank_commands
 from services.admin.arguments import add_who, bank_name
-from services.admin.export import export, registry_records
-from services.admin.formats import FORMATS, Problem, embeddings_left_out, parse
+from services.admin.export import RecordSource, current_entries, export, registry_records
+from services.admin.formats import (
+    FORMATS,
+    Format,
+    Parsed,
+    Problem,
+    embeddings_left_out,
+    parse,
+    vpdq_file,
+)
 from services.admin.operations import Admin, ImportRejected
 from services.admin.progress import Progress
 from services.admin.publishing import Publisher
 from services.admin.state import bank_book, connect, registry, replay_existing
+from services.admin.view import RegistryView
 from services.ingest.signals import SignalModels
-from services.registrar import IMAGE_SUFFIXES, Measured, image_paths, measure, registration
+from services.registrar import (
+    MEDIA_SUFFIXES,
+    Measured,
+    MeasuredVideo,
+    image_paths,
+    measure_media,
+    registration,
+)
 from services.shared.errors import PoisonError, UsageError
 from services.shared.schemas import AuditRecorded, CloudEvent, parse_event
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the administration sub-commands to the ``eraser`` parser."""
-    register = commands.add_parser("register", help="hash images and publish their registrations")
+    register = commands.add_parser(
+        "register", help="hash images and videos and publish their registrations"
+    )
     register.add_argument("--bank", required=True, type=bank_name, help="bank to register into")
     register.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
-    register.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="images or folders")
+    register.add_argument(
+        "paths", nargs="+", type=Path, metavar="PATH", help="images, videos or folders"
+    )
     add_who(register)
     register.set_defaults(command=_register)
 
@@ -58,8 +80,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
 
 
 def _add_lists(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    load = commands.add_parser("import", help="import a hash list (HMA text, CSV or JSON)")
-    load.add_argument("file", type=Path)
+    load = commands.add_parser(
+        "import", help="import a hash list (HMA text, CSV, JSON, or vpdq hash files)"
+    )
+    load.add_argument("file", type=Path, help="the list (for vpdq: a file, or a folder of .txt)")
     load.add_argument("--bank", required=True, type=bank_name)
     load.add_argument("--format", required=True, choices=FORMATS)
     load.add_argument("--skip-invalid", action="store_true", help="import the valid lines only")
@@ -70,6 +94,9 @@ def _add_lists(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     dump = commands.add_parser("export", help="write a bank's entries as a hash list")
     dump.add_argument("--bank", required=True, type=bank_name)
     dump.add_argument("--format", required=True, choices=FORMATS, help="json keeps everything")
+    dump.add_argument(
+        "--out", type=Path, help="vpdq: write one hash file per video here (ENTRY_ID.txt)"
+    )
     dump.set_defaults(command=_export)
 
 
@@ -99,22 +126,24 @@ def _register(args: argparse.Namespace) -> int:
 
 
 def _image_files(given: list[Path]) -> list[Path]:
-    """The image files named or inside the folders named.
+    """The files named, and the image and video files inside the folders named.
 
     Raises:
-        UsageError: a path does not exist, or there is no image file at all.
+        UsageError: a path does not exist, or there is no image or video file at all.
     """
     missing = [str(path) for path in given if not path.exists()]
     if missing:
         raise UsageError(f"no such file or folder: {', '.join(missing)}")
     paths = list(image_paths(given))
     if not paths:
-        suffixes = " ".join(sorted(IMAGE_SUFFIXES))
-        raise UsageError(f"no image files ({suffixes}) in {', '.join(map(str, given))}")
+        suffixes = " ".join(sorted(MEDIA_SUFFIXES))
+        raise UsageError(f"no image or video files ({suffixes}) in {', '.join(map(str, given))}")
     return paths
 
 
-def _measure(paths: list[Path], progress: Progress | None) -> list[tuple[Path, Measured]]:
+def _measure(
+    paths: list[Path], progress: Progress | None
+) -> list[tuple[Path, Measured | MeasuredVideo]]:
     """Each file's digests and signals.
 
     Raises:
@@ -124,7 +153,7 @@ def _measure(paths: list[Path], progress: Progress | None) -> list[tuple[Path, M
     measured, problems = [], []
     for path in paths:
         try:
-            measured.append((path, measure(path.read_bytes(), models)))
+            measured.append((path, measure_media(path.read_bytes(), models)))
         except (OSError, PoisonError) as error:
             why = error.reason if isinstance(error, PoisonError) else error.strerror or "unreadable"
             problems.append(f"{path}: {why}")
@@ -172,11 +201,7 @@ def _require_entries(entries: Sized, what: str) -> None:
 
 
 def _import(args: argparse.Namespace) -> int:
-    try:
-        text = args.file.read_text()
-    except (OSError, UnicodeDecodeError) as error:
-        raise UsageError(f"{args.file}: {getattr(error, 'strerror', None) or error}") from None
-    parsed = parse(text, args.format, args.bank)  # before Kafka: a bad list costs no round trip
+    parsed = _parsed(args.file, args.format, args.bank)  # before Kafka: a bad list costs nothing
     if parsed.problems and not args.skip_invalid:
         _reject(args.file, parsed.problems)
     kafka, topics = connect()
@@ -197,6 +222,26 @@ def _import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parsed(path: Path, fmt: Format, bank: str) -> Parsed:
+    """The list in ``path``; for vpdq a folder is read too, each .txt file in it one video.
+
+    Raises:
+        UsageError: the file is unreadable.
+    """
+    files = sorted(path.glob("*.txt")) if fmt == "vpdq" and path.is_dir() else [path]
+    parsed = Parsed()
+    for file in files:
+        try:
+            text = file.read_text()
+        except (OSError, UnicodeDecodeError) as error:
+            raise UsageError(f"{file}: {getattr(error, 'strerror', None) or error}") from None
+        each = parse(text, fmt, bank)
+        parsed.items += each.items
+        where = f"{file.name}: " if file != path else ""
+        parsed.problems += [Problem(p.line, where + p.reason, p.unit) for p in each.problems]
+    return parsed
+
+
 def _reject(file: Path, problems: list[Problem]) -> NoReturn:
     lines = [f"{file}:{problem}" for problem in problems]
     lines.append("nothing imported: fix those lines, or add --skip-invalid to import the rest")
@@ -208,11 +253,29 @@ def _export(args: argparse.Namespace) -> int:
     view = registry(kafka, topics)
     _require_entries(view.in_bank(args.bank), f"bank {args.bank!r}")
     records = functools.partial(registry_records, kafka, topics.registry)
+    if args.out is not None:
+        return _export_files(view, records, args.bank, args.format, args.out)
     for piece in export(view, records, args.bank, args.format):
         sys.stdout.write(piece)
     warning = embeddings_left_out(args.format, view.with_embeddings(args.bank))
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def _export_files(
+    view: RegistryView, records: RecordSource, bank: str, fmt: Format, folder: Path
+) -> int:
+    """Each video of ``bank`` as a plain vpdq hash file in ``folder``; prints each path."""
+    if fmt != "vpdq":
+        raise UsageError("--out writes vpdq hash files: use it with --format vpdq")
+    folder.mkdir(parents=True, exist_ok=True)
+    with closing(records()) as replayed:
+        for entry in current_entries(replayed, view.in_bank(bank), bank):
+            if entry.signals.vpdq:
+                path = folder / f"{quote(entry.entry_id, safe='')}.txt"
+                path.write_text(vpdq_file(entry))
+                print(f"{entry.entry_id}\t{path}")
     return 0
 
 
