@@ -129,7 +129,12 @@ def serialise(entries: Iterable[EntryRegistered], fmt: Format) -> str:
 
 
 def embeddings_left_out(fmt: Format, with_embeddings: int) -> str | None:
-    """The warning for an export in ``fmt`` of entries of which ``with_embeddings`` have some."""
+    """The warning for an export in ``fmt`` that leaves something out (embeddings, photos).
+
+    ``with_embeddings`` entries of the bank have embeddings.
+    """
+    if fmt == "vpdq":
+        return "vpdq hash files hold videos only: photo entries are left out"
     if fmt == "json" or not with_embeddings:
         return None
     return (

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from services.bench.video_media import excerpt, mapped, mirror, resized
+from services.bench.video_media import decode, each, edited, excerpt, mirror, resized, slideshow
+from services.bench.video_media import encode as encode_video
 from services.ingest.hashing import digests
 from services.ingest.signals import SignalModels
 from services.ingest.video import VideoLimits, container_of
@@ -30,6 +31,7 @@ from services.shared.schemas import (
     encode,
     new_event,
 )
+from tests.images import photo as picture
 from tests.images import photo_bytes
 from tests.records import record
 from tests.videos import clip
@@ -105,14 +107,14 @@ def test_a_registered_video_goes_to_the_video_registry_by_its_frames(registered)
 
 @pytest.mark.parametrize(
     "edit",
-    [excerpt(2.0, 5.0), resized(120), mapped(mirror)],
+    [excerpt(2.0, 5.0), resized(120), each(mirror)],
     ids=["excerpt", "smaller", "mirrored"],
 )
 def test_edited_copies_of_a_registered_video_match_it_with_the_frames_that_matched(
     registered, edit
 ):
     matcher, video, _ = registered
-    verdict = matcher.verdict(upload(edit(clip(seconds=8, fps=10))))
+    verdict = matcher.verdict(upload(edited(clip(seconds=8, fps=10), edit)))
     (match,) = [m for m in verdict.matches if m.signal == "vpdq"]
     assert match.entry_id == video
     assert match.match_percent >= 80
@@ -128,11 +130,7 @@ def test_the_same_file_also_matches_by_its_digests(registered):
 
 def test_a_registered_photo_shown_in_a_slideshow_matches_when_it_is_on_screen(registered):
     matcher, _, photo = registered
-    from services.bench.video_media import encode as encode_video
-    from services.bench.video_media import slideshow
-    from tests.images import photo as image
-
-    pictures = [image("chelsea.png"), image("coffee.png"), image("rocket.jpg")]
+    pictures = [picture("chelsea.png"), picture("coffee.png"), picture("rocket.jpg")]
     show = encode_video(slideshow(pictures, 3.0, 10, "static", (480, 270)), 10)
     verdict = matcher.verdict(upload(show))
     assert verdict.verdict == "match"
@@ -152,9 +150,6 @@ def test_a_bank_may_ask_for_more_of_the_upload_to_match(registered):
     strict = Matcher(kids={"vpdq_match_percent": 100.0})
     strict.register(clip(seconds=8, fps=10))
     # An upload that is half the registered video and half something else.
-    from services.bench.video_media import decode
-    from services.bench.video_media import encode as encode_video
-
     half = decode(clip(seconds=8, fps=10)).frames[:40] + decode(clip("chelsea.png")).frames[:40]
     hashed = upload(encode_video(half, 10))
     assert all(m.signal != "vpdq" for m in strict.verdict(hashed).matches)
@@ -167,7 +162,7 @@ def test_a_bank_may_ask_for_more_of_the_upload_to_match(registered):
 def test_a_withdrawn_video_stops_matching():
     matcher = Matcher()
     video = matcher.register(clip(seconds=8, fps=10))
-    copy = upload(excerpt(1.0, 4.0)(clip(seconds=8, fps=10)))
+    copy = upload(edited(clip(seconds=8, fps=10), excerpt(1.0, 4.0)))
     assert matcher.verdict(copy).verdict == "match"
     matcher.withdraw(video)
     assert matcher.verdict(copy).verdict == "clean"
