@@ -150,6 +150,9 @@ class MediaSettings(BaseSettings):
         return self
 
 
+_FRAME_BYTES, _KEY_FRAME_BYTES, _RECORD_BUDGET = 480, 27_000, 900_000
+
+
 class VideoSettings(BaseSettings):
     """How ingest scans videos, and the hard limits on each (``ERASER_VIDEO_*``).
 
@@ -182,6 +185,21 @@ class VideoSettings(BaseSettings):
         le=64,
         description="Frames per video that also get embeddings and keypoints (scene changes).",
     )
+
+    @model_validator(mode="after")
+    def _fits_one_record(self) -> VideoSettings:
+        """Refuse caps whose hashed video could outgrow a Kafka record (1 MB by default).
+
+        A hashed frame takes up to about 480 bytes on the wire, a key frame's embeddings and
+        keypoints about 27 KB more.
+        """
+        size = self.max_hashed_frames * _FRAME_BYTES + self.key_frames * _KEY_FRAME_BYTES
+        if size > _RECORD_BUDGET:
+            raise ValueError(
+                f"max_hashed_frames x {_FRAME_BYTES} B + key_frames x {_KEY_FRAME_BYTES} B "
+                f"is {size} B, over the {_RECORD_BUDGET} B a hashed-media record may take"
+            )
+        return self
 
 
 class ServiceSettings(BaseSettings):

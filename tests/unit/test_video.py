@@ -183,3 +183,9 @@ def test_the_scan_limit_leaves_a_whole_batch_of_videos_inside_the_poll_interval(
         assert settings.video.max_scan_s == expected_s
         # fetching gets the other half
         assert batch_size * settings.video.max_scan_s <= interval_ms / 1000 / 2
+
+
+def test_caps_that_could_outgrow_a_kafka_record_are_refused():
+    VideoSettings(max_hashed_frames=300, key_frames=16)
+    with pytest.raises(ValueError, match="over the 900000 B a hashed-media record may take"):
+        VideoSettings(max_hashed_frames=1200, key_frames=32)
