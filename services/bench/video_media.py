@@ -10,6 +10,7 @@ photographs in a 16:9 frame, each for a few seconds, fitted with bars (``static`
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -27,9 +28,9 @@ Frames = Iterator[np.ndarray]
 
 @dataclass(frozen=True)
 class Clip:
-    """Decoded frames (RGB) and the frame rate they play at."""
+    """Decoded frames (RGB), produced one at a time, and the frame rate they play at."""
 
-    frames: list[np.ndarray]
+    frames: Iterator[np.ndarray]
     fps: float
 
 
@@ -72,12 +73,17 @@ def _stream(
 
 
 def decode(data: bytes) -> Clip:
-    """Every frame of a video, in RGB, and its frame rate."""
+    """Every frame of a video, in RGB, decoded as it is read, and its frame rate."""
     with av.open(io.BytesIO(data), mode="r") as container:
         stream = container.streams.video[0]
         fps = float(stream.average_rate or stream.base_rate or 25)
-        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
-    return Clip(frames, fps)
+    return Clip(_frames(data), fps)
+
+
+def _frames(data: bytes) -> Frames:
+    with av.open(io.BytesIO(data), mode="r") as container:
+        for frame in container.decode(video=0):
+            yield frame.to_ndarray(format="rgb24")
 
 
 def fit(image: Image.Image, size: tuple[int, int], zoom: float = 1.0) -> np.ndarray:
@@ -151,19 +157,24 @@ def edited(data: bytes, *edits: Edit, bitrate: int | None = None) -> bytes:
 
 def resized(height: int) -> Edit:
     """Scaled to ``height`` lines, the width to keep the shape (rounded to even)."""
-    return lambda clip: Clip([_scaled(frame, height) for frame in clip.frames], clip.fps)
+    return each(lambda frame: _scaled(frame, height))
 
 
 def retimed(fps: float, speed: float = 1.0) -> Edit:
     """Played ``speed`` times as fast, resampled to ``fps`` (frames dropped or repeated)."""
 
-    def apply(clip: Clip) -> Clip:
-        shown = len(clip.frames) / clip.fps / speed
-        last = len(clip.frames) - 1
-        picks = [min(last, int(n / fps * speed * clip.fps)) for n in range(int(shown * fps))]
-        return Clip([clip.frames[at] for at in picks], fps)
+    def frames(clip: Clip) -> Frames:
+        current, at = None, -1
+        for shown in itertools.count():
+            wanted = int(shown / fps * speed * clip.fps)
+            while at < wanted:
+                current, at = next(clip.frames, None), at + 1
+                if current is None:
+                    return
+            assert current is not None
+            yield current
 
-    return apply
+    return lambda clip: Clip(frames(clip), fps)
 
 
 def excerpt(start_s: float, length_s: float) -> Edit:
@@ -171,14 +182,16 @@ def excerpt(start_s: float, length_s: float) -> Edit:
 
     def apply(clip: Clip) -> Clip:
         first = round(start_s * clip.fps)
-        return Clip(clip.frames[first : first + round(length_s * clip.fps)], clip.fps)
+        return Clip(
+            itertools.islice(clip.frames, first, first + round(length_s * clip.fps)), clip.fps
+        )
 
     return apply
 
 
 def each(change: Callable[[np.ndarray], np.ndarray]) -> Edit:
     """Every frame changed by ``change``."""
-    return lambda clip: Clip([change(frame) for frame in clip.frames], clip.fps)
+    return lambda clip: Clip(map(change, clip.frames), clip.fps)
 
 
 def mirror(frame: np.ndarray) -> np.ndarray:
