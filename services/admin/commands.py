@@ -254,9 +254,10 @@ def _export(args: argparse.Namespace) -> int:
     _require_entries(view.in_bank(args.bank), f"bank {args.bank!r}")
     records = functools.partial(registry_records, kafka, topics.registry)
     if args.out is not None:
-        return _export_files(view, records, args.bank, args.format, args.out)
-    for piece in export(view, records, args.bank, args.format):
-        sys.stdout.write(piece)
+        _export_files(view, records, args.bank, args.format, args.out)
+    else:
+        for piece in export(view, records, args.bank, args.format):
+            sys.stdout.write(piece)
     warning = embeddings_left_out(args.format, view.with_embeddings(args.bank))
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
@@ -265,7 +266,7 @@ def _export(args: argparse.Namespace) -> int:
 
 def _export_files(
     view: RegistryView, records: RecordSource, bank: str, fmt: Format, folder: Path
-) -> int:
+) -> None:
     """Each video of ``bank`` as a plain vpdq hash file in ``folder``; prints each path."""
     if fmt != "vpdq":
         raise UsageError("--out writes vpdq hash files: use it with --format vpdq")
@@ -276,7 +277,6 @@ def _export_files(
                 path = folder / f"{quote(entry.entry_id, safe='')}.txt"
                 path.write_text(vpdq_file(entry))
                 print(f"{entry.entry_id}\t{path}")
-    return 0
 
 
 def _audit(args: argparse.Namespace) -> int:

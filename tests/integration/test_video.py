@@ -10,6 +10,7 @@ from services.bench.video_media import edited, encode, excerpt, resized, slidesh
 from services.shared.vpdq import parse_tool_line
 from tests.images import photo, photo_bytes
 from tests.integration.test_registry_admin import eraser_cli
+from tests.videos import clip
 
 VECTORS = Path(__file__).parents[1] / "data" / "vpdq"
 # One upload per batch, a poll interval with room for a video's scan (half of 8 s), and the
@@ -98,3 +99,21 @@ def test_vpdq_hash_files_and_hma_lists_move_videos_in_and_out(make_eraser, tmp_p
     eraser_cli(eraser, "export", "--bank", "other", "--format", "vpdq", "--out", str(back))
     (again,) = back.glob("*.txt")
     assert again.read_text() == sample.read_text()
+
+
+def test_eraser_register_takes_videos_and_exports_their_frames(make_eraser, tmp_path):
+    eraser = make_eraser(start=False)
+    folder = tmp_path / "protected"
+    folder.mkdir()
+    (folder / "clip.mp4").write_bytes(clip(seconds=3))
+    (folder / "photo.png").write_bytes(photo_bytes("coffee.png"))
+    registered = eraser_cli(eraser, "register", "--bank", "kids", str(folder))
+    assert registered.returncode == 0, registered.stderr
+    assert len(registered.stdout.splitlines()) == 2
+    out = tmp_path / "out"
+    exported = eraser_cli(eraser, "export", "--bank", "kids", "--format", "vpdq", "--out", str(out))
+    assert "photo entries are left out" in exported.stderr
+    (written,) = out.glob("*.txt")
+    lines = written.read_text().split()
+    assert len(lines) > 5  # 5 frames a second, repeats pruned
+    assert all(0 <= parse_tool_line(line)[1].timestamp < 3.0 for line in lines)
