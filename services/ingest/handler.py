@@ -1,8 +1,9 @@
 """Ingest's logic: an upload event in, its hashes out (or the reason it cannot be scanned).
 
 Sits between ``eraser.uploads`` and the internal ``eraser.hashes`` topic. Media bytes live only in
-memory for the length of one scan; what leaves is digests and PDQ hashes. An upload that cannot be
-scanned gets an ``error`` verdict here, so the platform is never left waiting.
+memory for the length of one scan; what leaves is digests and PDQ hashes. A video goes to
+``video_signals.py`` instead of the image decoder. An upload that cannot be scanned gets an
+``error`` verdict here, so the platform is never left waiting.
 """
 
 from __future__ import annotations
@@ -85,7 +86,8 @@ class IngestProcessor:
         """Fetch, decode and hash one upload.
 
         Raises:
-            PoisonError: the media cannot be fetched, is not allowed, or is not a decodable image.
+            PoisonError: the media cannot be fetched, is not allowed, or is not a decodable image
+                or video.
         """
         with self._stage("fetch"):
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 
@@ -11,12 +12,22 @@ import pdqhash
 import pytest
 from av.video.reformatter import Interpolation
 
+from services.ingest.fetching import MediaFetcher
+from services.ingest.handler import IngestProcessor
 from services.ingest.hashing import to_hex
 from services.ingest.signals import SignalModels
 from services.ingest.video import VideoDecoder, VideoLimits, container_of
-from services.ingest.video_signals import UploadPlan, reference_features, scan_upload
-from services.shared.config import IngestSettings, KafkaSettings, VideoSettings
+from services.ingest.video_signals import UploadPlan, VideoIngest, reference_features, scan_upload
+from services.shared.config import (
+    IngestSettings,
+    KafkaSettings,
+    MediaSettings,
+    TopicSettings,
+    VideoSettings,
+)
 from services.shared.errors import MediaUndecodableError
+from services.shared.metrics import IngestMetrics
+from services.shared.schemas import UploadReceived, new_event
 from tests.images import encode as encode_image
 from tests.images import gradient
 from tests.videos import clip
@@ -189,3 +200,33 @@ def test_caps_that_could_outgrow_a_kafka_record_are_refused():
     VideoSettings(max_hashed_frames=300, key_frames=16)
     with pytest.raises(ValueError, match="over the 900000 B a hashed-media record may take"):
         VideoSettings(max_hashed_frames=1200, key_frames=32)
+
+
+def _upload(data: bytes):
+    upload = UploadReceived(content_id="c-1", media_b64=base64.b64encode(data).decode())
+    return new_event(upload, id="u-1", source="test")
+
+
+def test_ingest_hashes_a_video_upload_and_counts_its_cpu_per_second_of_video():
+    metrics = IngestMetrics()
+    processor = IngestProcessor(
+        TopicSettings(),
+        MediaFetcher(MediaSettings()),
+        64_000_000,
+        metrics,
+        NO_MODELS,
+        VideoIngest(VideoSettings(), metrics),
+    )
+    hashed = processor.scan(_upload(clip(seconds=3, fps=10)))
+    assert hashed.pdq == [] and hashed.video is not None and hashed.format == "MP4"
+    assert [f.timestamp for f in hashed.video.frames] == [0.0, 1.0, 2.0]
+    assert metrics.video_decoded_seconds._value.get() == 3.0
+    assert metrics.video_cpu_seconds._value.get() > 0
+
+
+def test_with_video_off_a_video_is_an_undecodable_upload_as_before():
+    processor = IngestProcessor(
+        TopicSettings(), MediaFetcher(MediaSettings()), 64_000_000, IngestMetrics(), NO_MODELS
+    )
+    with pytest.raises(MediaUndecodableError, match="not an image"):
+        processor.scan(_upload(clip(seconds=1)))
