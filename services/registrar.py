@@ -18,10 +18,9 @@ from services.ingest.decoding import decode
 from services.ingest.hashing import FileDigests, digests
 from services.ingest.signals import ReferenceSignals, SignalModels, reference_signals
 from services.ingest.video import VideoLimits, container_of
-from services.ingest.video_signals import reference_features
+from services.ingest.video_signals import Kept, reference_frames
 from services.shared.keypoints import keypoints_to_text
 from services.shared.schemas import EntryRegistered, Signals, embedding_to_text
-from services.shared.vpdq import Feature
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".webm", ".mkv"})
@@ -77,10 +76,10 @@ class Measured:
 
 @dataclass(frozen=True)
 class MeasuredVideo:
-    """What is kept of one protected video: file digests and the frames kept (vPDQ), no pixels."""
+    """What is kept of one protected video: file digests, the frames kept and their views."""
 
     files: FileDigests
-    frames: list[Feature]
+    frames: list[Kept]
 
 
 def measure_media(data: bytes, models: SignalModels | None = None) -> Measured | MeasuredVideo:
@@ -92,7 +91,7 @@ def measure_media(data: bytes, models: SignalModels | None = None) -> Measured |
     container = container_of(data)
     if container is None:
         return measure(data, models)
-    return MeasuredVideo(digests(data), reference_features(data, container, _VIDEO_LIMITS))
+    return MeasuredVideo(digests(data), reference_frames(data, container, _VIDEO_LIMITS))
 
 
 def measure(data: bytes, models: SignalModels | None = None) -> Measured:
@@ -151,16 +150,22 @@ def registration(
 def _video_registration(
     measured: MeasuredVideo, bank: str, quality_floor: int, labels: dict[str, str] | None
 ) -> Hashed:
-    """A video's frames of PDQ quality at or over the floor, and its file digests."""
+    """A video's frames of PDQ quality at or over the floor, their views, and its file digests."""
     files = measured.files
-    frames = [frame.compact() for frame in measured.frames if frame.quality >= quality_floor]
+    kept = [frame for frame in measured.frames if frame.feature.quality >= quality_floor]
+    views = dict.fromkeys(view for frame in kept for view in frame.views)  # once each, in order
     entry = EntryRegistered(
         entry_id=entry_id_for(bank, files.sha256),
         bank=bank,
-        signals=Signals(vpdq=frames, sha256=files.sha256, md5=files.md5),
+        signals=Signals(
+            vpdq=[frame.feature.compact() for frame in kept],
+            frame_views=list(views),
+            sha256=files.sha256,
+            md5=files.md5,
+        ),
         labels=labels or {},
     )
-    warning = None if frames else f"no frame of PDQ quality >= {quality_floor}: digests only"
+    warning = None if kept else f"no frame of PDQ quality >= {quality_floor}: digests only"
     return Hashed(entry, warning)
 
 

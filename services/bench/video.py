@@ -26,7 +26,7 @@ from services.bench.video_corpus import Video
 from services.ingest.hashing import digests
 from services.ingest.signals import SignalModels
 from services.ingest.video import VideoDecoder, VideoLimits, container_of
-from services.ingest.video_signals import UploadPlan, reference_features, scan_upload
+from services.ingest.video_signals import UploadPlan, reference_frames, scan_upload
 from services.shared.schemas import EntryRegistered, MediaHashed, VerdictIssued, new_event, now
 
 BANK = "bench"
@@ -34,12 +34,13 @@ SEED = 2026
 PHOTOS_REGISTERED = 30
 SLIDESHOW_ORIGINALS = 12
 HELD_OUT = 4  # originals left unregistered: their copies are unrelated uploads
-# Registration densities compared: (label, seconds per hash, prune bits; -1 prunes nothing).
+# Registrations compared: (label, seconds per hash, prune bits (-1: none), with frame views).
 DENSITIES = (
-    ("1 frame/s, as uploads (vpdq's default)", 1.0, -1),
-    ("5 frames/s, every frame kept", 0.2, -1),
-    ("5 frames/s, repeats within 12 bits pruned (eraser)", 0.2, 12),
-    ("5 frames/s, repeats within 20 bits pruned", 0.2, 20),
+    ("1 frame/s, as uploads (vpdq's default), no views", 1.0, -1, False),
+    ("5 frames/s, repeats within 12 bits pruned, no views", 0.2, 12, False),
+    ("every frame, repeats within 12 bits pruned, no views", 0.0, 12, False),
+    ("every frame, repeats within 12 bits pruned, views (eraser)", 0.0, 12, True),
+    ("every frame, repeats within 20 bits pruned, views", 0.0, 20, True),
 )
 _LIMITS = VideoLimits(max_duration_s=3600, max_frames=10**6, max_scan_s=3600)
 
@@ -163,14 +164,18 @@ def _scan(video: Video) -> Scanned:
     return Scanned(video, hashed, cpu, scan.hashed.duration_s, scan.height)
 
 
-def _reference(job: tuple[str, float, int]) -> tuple[list[str], float]:
-    path, seconds_per_hash, prune = job
+def _reference(job: tuple[str, float, int, bool]) -> tuple[list[str], float, float]:
+    """A registration's hashes at one density, its seconds of video and the CPU it took."""
+    path, seconds_per_hash, prune, with_views = job
     data = Path(path).read_bytes()
     container = container_of(data)
     assert container is not None
-    kept = reference_features(data, container, _LIMITS, seconds_per_hash, prune)
-    decoder = VideoDecoder(data, container, _LIMITS)
-    return [f.pdq for f in kept], decoder.declared_s or 0.0
+    started = time.process_time()
+    kept = reference_frames(data, container, _LIMITS, seconds_per_hash, prune)
+    cpu = time.process_time() - started
+    views = [view for frame in kept for view in frame.views] if with_views else []
+    hashes = dict.fromkeys([*(frame.feature.pdq for frame in kept), *views])
+    return list(hashes), VideoDecoder(data, container, _LIMITS).declared_s or 0.0, cpu
 
 
 def _densities(
@@ -186,13 +191,13 @@ def _densities(
 
     rows = []
     policies = BankBook(PolicySettings())
-    for label, seconds_per_hash, prune in DENSITIES:
+    for label, seconds_per_hash, prune, with_views in DENSITIES:
         registry = Registry()
-        jobs = [(v.path, seconds_per_hash, prune) for v in kept]
-        frames, minutes = 0, 0.0
-        for video, (hashes, seconds) in zip(kept, pool.map(_reference, jobs), strict=True):
+        jobs = [(v.path, seconds_per_hash, prune, with_views) for v in kept]
+        frames, minutes, cpu = 0, 0.0, 0.0
+        for video, (hashes, seconds, spent) in zip(kept, pool.map(_reference, jobs), strict=True):
             registry.add(Member(Entry(video.name, BANK), codes_of(hashes)))
-            frames, minutes = frames + len(hashes), minutes + seconds / 60
+            frames, minutes, cpu = frames + len(hashes), minutes + seconds / 60, cpu + spent
         mine = [c for c in copies if c.hashed and c.video.original in {v.name for v in kept}]
         videos = [c.hashed.video for c in mine if c.hashed and c.hashed.video]
         near = near_frames(registry, videos, 31)
@@ -203,7 +208,8 @@ def _densities(
         rows.append(
             {
                 "registration": label,
-                "frames_per_minute": frames / max(minutes, 1e-9),
+                "hashes_per_minute": frames / max(minutes, 1e-9),
+                "cpu_seconds_per_minute": cpu / max(minutes, 1e-9),
                 "recall": sum(found) / max(1, len(found)),
                 "copies": len(found),
             }

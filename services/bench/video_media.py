@@ -2,9 +2,10 @@
 
 Everything is encoded with PyAV (libx264 in MP4 unless asked otherwise), offline. A slideshow shows
 photographs in a 16:9 frame, each for a few seconds, fitted with bars (``static``), slowly zoomed
-(``zoom``: 1.0 to 1.15 over the slide, bars kept), or filling the frame and panning across it
-(``pan``). Edits re-decode a video frame by frame and encode the result: lower bitrate, 480p,
-25 fps, an excerpt, a watermark, letterbox bars, a mirror image, 1.25x speed.
+(``zoom``: 1.0 to 1.15 over the slide, bars kept), or filling the frame, cropped to it, and
+panning slowly (``pan``: 12% of the frame over the slide). Edits re-decode a video frame by
+frame and encode the result: lower bitrate, 480p, 25 fps, an excerpt, a watermark, letterbox
+bars, a mirror image, 1.25x speed.
 """
 
 from __future__ import annotations
@@ -101,18 +102,24 @@ def fit(image: Image.Image, size: tuple[int, int], zoom: float = 1.0) -> np.ndar
 
 
 def pan(image: Image.Image, size: tuple[int, int]) -> Callable[[float], np.ndarray]:
-    """A ``size`` window filled by ``image``, moved ``progress`` (0-1) across it, as a function."""
+    """A ``size`` window filled by ``image`` (cropped to its shape), moved slowly, as a function.
+
+    As ``progress`` goes from 0 to 1 the window moves by 12% of its size at most, along the
+    picture's overhang.
+    """
     width, height = size
-    scale = max(width / image.width, height / image.height) * 1.1  # room to move either way
+    scale = max(width / image.width, height / image.height) * 1.15  # room to move either way
     scaled = np.asarray(
         image.resize(
             (round(image.width * scale), round(image.height * scale)), Image.Resampling.BILINEAR
         )
     )
+    spare_x, spare_y = scaled.shape[1] - width, scaled.shape[0] - height
+    travel_x, travel_y = min(spare_x, round(0.12 * width)), min(spare_y, round(0.12 * height))
 
     def at(progress: float) -> np.ndarray:
-        left = round((scaled.shape[1] - width) * progress)
-        top = round((scaled.shape[0] - height) * progress)
+        left = (spare_x - travel_x) // 2 + round(travel_x * progress)
+        top = (spare_y - travel_y) // 2 + round(travel_y * progress)
         return np.ascontiguousarray(scaled[top : top + height, left : left + width])
 
     return at

@@ -37,10 +37,16 @@ def report(found: Results, out: Out) -> bool:
         out(f"  {motion}: found by " + ", ".join(f"{s} {n}" for s, n in sorted(signals.items())))
     met.append(false_matches(found, out))
     rows = [
-        (r["registration"], f"{r['frames_per_minute']:.0f}", f"{r['recall']:.3f}")
+        (
+            r["registration"],
+            f"{r['hashes_per_minute']:.0f}",
+            f"{r['cpu_seconds_per_minute']:.1f}",
+            f"{r['recall']:.3f}",
+        )
         for r in found.densities
     ]
-    out(table(("registered video: frames kept", "frames/min", "recall, every copy"), rows))
+    headers = ("registered video: hashes kept", "hashes/min", "CPU s/min", "recall, all copies")
+    out(table(headers, rows))
     cost = [
         (kind, f"{60 * cpu / max(seconds, 1e-9):.1f}", f"{seconds / 60:.1f}")
         for kind, (cpu, seconds) in sorted(found.cpu.items())

@@ -1,13 +1,15 @@
 """The signals of one video: for every video upload (ingest) and every registered video.
 
 An upload is hashed at one frame a second (vPDQ's sampling, sparser for long videos so at most
-``max_hashed_frames`` are hashed). Each hashed frame gets what an image gets from PDQ: the frame's
-hash as vPDQ computes it, its mirror image's, and (upright, mirrored) of its content without
-letterbox bars or frames (``signals.pdq_views``). Scene changes, up to ``key_frames`` of them, are
-key frames and also get the image embeddings and keypoints (``signals.learned_signals``), so a
-registered photo shown zoomed or panned in a slideshow can still be found. A registered video is
-hashed densely instead (5 frames a second), keeping a frame only when it differs from the last
-kept one: an upload's frames, sampled at other instants and re-encoded, then still land near one.
+``max_hashed_frames`` are hashed). Each hashed frame gets its hash as vPDQ computes it, its mirror
+image's, and its **views**: the centre 70% of the frame (clear of the logos and watermarks added
+in corners) and its content without letterbox bars or frames (``trimming.py``). Scene changes, up
+to ``key_frames`` of them, are key frames and also get the image embeddings and keypoints
+(``signals.learned_signals``), so a registered photo shown zoomed or panned in a slideshow can
+still be found. A registered video is hashed at every frame instead, keeping a frame (and its
+views) only when it is more than 12 bits from the last one kept: an upload's frames, sampled at
+other instants and re-encoded, then land near one even in fast motion, while a still scene costs
+one row.
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from services.ingest.hashing import digests, distance
-from services.ingest.signals import MIRRORED, SignalModels, learned_signals, pdq_views
-from services.ingest.video import Container, VideoDecoder, VideoLimits, features
+import numpy as np
+
+from services.ingest.hashing import digests, distance, pdq, pdq_dihedral
+from services.ingest.signals import MIRRORED, SignalModels, learned_signals, thumbnail
+from services.ingest.trimming import content_views
+from services.ingest.video import Container, VideoDecoder, VideoLimits
 from services.shared.config import VideoSettings
 from services.shared.errors import MediaUndecodableError
 from services.shared.keypoints import keypoints_to_text
@@ -33,11 +38,15 @@ from services.shared.schemas import (
 )
 from services.shared.vpdq import QUALITY_THRESHOLD, Feature
 
-REFERENCE_SECONDS_PER_HASH = 0.2  # registered videos: 5 frames a second (every frame below 5 fps)
+REFERENCE_SECONDS_PER_HASH = 0.0  # registered videos: every frame (vPDQ's step, at least 1)
 # A registered frame within this many bits of the last kept one adds nothing: an upload's frame
-# near it is near that one too (docs/benchmarks.md measures recall with it).
+# near it is near that one too (docs/benchmarks.md measures recall with it). A long video whose
+# kept frames would not fit one registration record is pruned coarser, up to the last value.
 REFERENCE_PRUNE_BITS = 12
-MAX_REFERENCE_FRAMES = 10_000  # what one registration record holds
+COARSER_PRUNE_BITS = (16, 20, 24)
+# One registration record stays under 900 KB: 77 bytes a frame (vPDQ) and 67 a view.
+REFERENCE_BYTES, FEATURE_BYTES, VIEW_BYTES = 900_000, 77, 67
+CENTRE = 0.7  # the share of each side the centre view keeps
 # A frame this far from every key frame so far is a new scene (unrelated frames are ~128 apart).
 KEY_FRAME_CHANGE = 64
 
@@ -135,26 +144,76 @@ def scan_upload(
     return VideoScan(hashed, decoder.width, decoder.height, decoder.label)
 
 
-def reference_features(data: bytes, container: Container, limits: VideoLimits) -> list[Feature]:
-    """The frames a registered video keeps: sampled densely, near-repeats pruned.
+@dataclass(frozen=True)
+class Kept:
+    """A registered video's frame: its vPDQ feature and the PDQ of its views."""
+
+    feature: Feature
+    views: list[str]
+
+
+def reference_frames(
+    data: bytes,
+    container: Container,
+    limits: VideoLimits,
+    seconds_per_hash: float = REFERENCE_SECONDS_PER_HASH,
+    prune_bits: int = REFERENCE_PRUNE_BITS,
+) -> list[Kept]:
+    """The frames a registered video keeps: sampled densely, near-repeats pruned, with views.
+
+    (The benchmark compares other densities and pruning distances; -1 prunes nothing.)
 
     Raises:
         MediaUndecodableError: not a decodable video within ``limits``, or too many frames left
-            for one registration.
+            for one registration record even pruned at the coarsest.
     """
-    kept: list[Feature] = []
+    kept: list[Kept] = []
     decoder = VideoDecoder(data, container, limits)
-    for _, feature in features(decoder, REFERENCE_SECONDS_PER_HASH):
-        if feature.quality < QUALITY_THRESHOLD:
+    for frame in decoder.sampled(decoder.frame_mod(seconds_per_hash)):
+        code, quality = pdq(frame.pixels)
+        if quality < QUALITY_THRESHOLD:
             continue  # vPDQ matching ignores such frames on both sides
-        if kept and distance(feature.pdq, kept[-1].pdq) <= REFERENCE_PRUNE_BITS:
+        if kept and distance(code, kept[-1].feature.pdq) <= prune_bits:
             continue
-        kept.append(feature)
-        if len(kept) > MAX_REFERENCE_FRAMES:
-            raise MediaUndecodableError(
-                f"video keeps over {MAX_REFERENCE_FRAMES} distinct frames: register it in parts"
-            )
+        small = thumbnail(frame.pixels)
+        views = _view_hashes([_centre(small), *content_views(small)])
+        kept.append(Kept(Feature(code, quality, round(frame.timestamp, 3)), views))
+    return _fitted(kept)
+
+
+def _fitted(kept: list[Kept]) -> list[Kept]:
+    """``kept``, pruned coarser until one registration record holds it."""
+    for bits in COARSER_PRUNE_BITS:
+        if _record_bytes(kept) <= REFERENCE_BYTES:
+            return kept
+        coarser = kept[:1]
+        for frame in kept[1:]:
+            if distance(frame.feature.pdq, coarser[-1].feature.pdq) > bits:
+                coarser.append(frame)
+        kept = coarser
+    if _record_bytes(kept) > REFERENCE_BYTES:
+        raise MediaUndecodableError(
+            f"video keeps {len(kept)} distinct frames, too many for one entry: register it in parts"
+        )
     return kept
+
+
+def _record_bytes(kept: list[Kept]) -> int:
+    return sum(FEATURE_BYTES + VIEW_BYTES * len(frame.views) for frame in kept)
+
+
+def _centre(pixels: np.ndarray) -> np.ndarray:
+    """The middle ``CENTRE`` of each side: clear of what is added in corners and along edges."""
+    height, width = pixels.shape[:2]
+    h, w = round(height * CENTRE), round(width * CENTRE)
+    top, left = (height - h) // 2, (width - w) // 2
+    return np.ascontiguousarray(pixels[top : top + h, left : left + w])
+
+
+def _view_hashes(views: list[np.ndarray]) -> list[str]:
+    """PDQ of each view that has detail enough to match on (quality >= 50)."""
+    hashed = [pdq(view) for view in views]
+    return [code for code, quality in hashed if quality >= QUALITY_THRESHOLD]
 
 
 def _upload_step(decoder: VideoDecoder, plan: UploadPlan, limits: VideoLimits) -> float:
@@ -173,14 +232,16 @@ def _upload_frames(
     for hashed, frame in enumerate(decoder.sampled(decoder.frame_mod(seconds_per_hash))):
         if hashed >= plan.max_hashed_frames:
             raise MediaUndecodableError("video has more frames than its header declares")
-        hashes, quality, views = pdq_views(frame.pixels)
-        own = [hashes[0], hashes[MIRRORED], *hashes[8:12]]
-        if not keys.take(hashes[0], quality, frame.timestamp):
+        whole = pdq_dihedral(frame.pixels)
+        quality, small = whole.quality, thumbnail(frame.pixels)
+        views = content_views(small)
+        own = [whole.original, whole.dihedral[MIRRORED], *_view_hashes([_centre(small), *views])]
+        if not keys.take(whole.original, quality, frame.timestamp):
             yield VideoFrame(
                 number=frame.number, timestamp=frame.timestamp, quality=quality, pdq=own
             )
         else:
-            embeddings, keypoints = learned_signals(views, models)
+            embeddings, keypoints = learned_signals([small, *views], models)
             yield VideoFrame(
                 number=frame.number,
                 timestamp=frame.timestamp,

@@ -53,7 +53,7 @@ def is_video(registration: EntryRegistered) -> bool:
 
 
 def video_member(registration: EntryRegistered) -> Member:
-    """A registered video as the video registry holds it: its distinct frames of quality >= 50.
+    """A registered video as the video registry holds it: distinct frames of quality >= 50, views.
 
     vPDQ ignores lower-quality frames on both sides (flat or dark frames would match anything).
     """
@@ -63,6 +63,7 @@ def video_member(registration: EntryRegistered) -> Member:
         feature = parse_compact(text)
         if feature.quality >= QUALITY_THRESHOLD:
             kept.setdefault(feature.pdq)
+    kept |= dict.fromkeys(signals.frame_views)  # views are registered only of quality >= 50
     return Member(
         Entry(registration.entry_id, registration.bank),
         codes_of(list(kept)),

@@ -154,8 +154,8 @@ class VideoFrame(Schema):
         min_length=2,
         max_length=6,
         description="PDQ of the frame as vPDQ computes it (RGB at native size), then of its "
-        "mirror image, then 2 (as is, mirrored) for each view of its content without added "
-        "borders (letterbox bars, frames).",
+        "mirror image, then of its views: the centre 70% of the frame, and its content without "
+        "added borders (letterbox bars, frames); views of PDQ quality under 50 are left out.",
     )
     embeddings: list[Embedding] = Field(
         default_factory=list,
@@ -398,11 +398,19 @@ class Signals(Schema):
         max_length=10_000,
         description="A registered video's frame hashes (vPDQ), in order; the entry is a video.",
     )
+    frame_views: list[Hex256] = Field(
+        default_factory=list,
+        max_length=10_000,
+        description="A registered video's frames seen without what copies add: PDQ of each kept "
+        "frame's centre 70% and of its content without bars (eraser's own; vPDQ lists lack it).",
+    )
 
     @model_validator(mode="after")
     def _not_empty(self) -> Signals:
         if self.vpdq and (self.pdq or self.embedding or self.keypoints):
             raise ValueError("a video's signals are its frames (vpdq) and file digests")
+        if self.frame_views and not self.vpdq:
+            raise ValueError("frame_views are views of a video's frames (vpdq)")
         if not (
             self.pdq or self.sha256 or self.md5 or self.embedding or self.keypoints or self.vpdq
         ):

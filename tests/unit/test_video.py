@@ -12,12 +12,13 @@ import pdqhash
 import pytest
 from av.video.reformatter import Interpolation
 
+from services.ingest import video_signals
 from services.ingest.fetching import MediaFetcher
 from services.ingest.handler import IngestProcessor
 from services.ingest.hashing import to_hex
 from services.ingest.signals import SignalModels
 from services.ingest.video import VideoDecoder, VideoLimits, container_of
-from services.ingest.video_signals import UploadPlan, VideoIngest, reference_features, scan_upload
+from services.ingest.video_signals import UploadPlan, VideoIngest, reference_frames, scan_upload
 from services.shared.config import (
     IngestSettings,
     KafkaSettings,
@@ -145,13 +146,25 @@ def test_junk_after_a_video_header_and_codecs_not_allowed_are_refused():
     assert _refused(_audio_only(), VideoLimits()) == "no video stream"
 
 
-def test_a_registered_video_keeps_its_frames_densely_but_not_repeats():
-    moving = reference_features(clip(seconds=4, fps=10), container_of(clip()), VideoLimits())
+def test_a_registered_video_keeps_every_changed_frame_with_its_views_but_not_repeats():
+    moving = reference_frames(clip(seconds=4, fps=10), container_of(clip()), VideoLimits())
     still = clip(motion="static", seconds=4, fps=10)
-    kept = reference_features(still, container_of(still), VideoLimits())
-    assert len(kept) == 1  # 20 frames hashed (5 a second), all the same picture
+    (kept,) = reference_frames(still, container_of(still), VideoLimits())  # 40 frames, one picture
+    assert len(kept.views) >= 2  # its centre, and the photograph without the bars around it
     assert len(moving) > 10  # a pan: the picture keeps changing
-    assert [f.timestamp for f in moving] == sorted(f.timestamp for f in moving)
+    times = [frame.feature.timestamp for frame in moving]
+    assert times == sorted(times) and times[0] == 0.0
+
+
+def test_a_registration_too_long_for_one_record_is_pruned_coarser_then_refused(monkeypatch):
+    data = clip(seconds=4, fps=10)
+    every = reference_frames(data, container_of(data), VideoLimits())
+    monkeypatch.setattr(video_signals, "REFERENCE_BYTES", 77 * len(every))  # no room for views
+    coarser = reference_frames(data, container_of(data), VideoLimits())
+    assert 0 < len(coarser) < len(every)
+    monkeypatch.setattr(video_signals, "REFERENCE_BYTES", 10)
+    with pytest.raises(MediaUndecodableError, match="register it in parts"):
+        reference_frames(data, container_of(data), VideoLimits())
 
 
 def test_the_decoder_reports_what_the_header_declares():
