@@ -22,6 +22,10 @@ chooses to skip them.
   (``eraser export --out DIR`` writes one plain file per video instead). Registrations keep no
   frame numbers (python-threatexchange's form has none), so written files number frames in order.
 
+A registered video's ``frame_views`` (eraser's own views of its frames) travel in JSON only: the
+vPDQ forms (HMA ``vpdq`` lines, CSV's ``vpdq`` column, vpdq files) carry the frames alone, so a
+video moved through them matches copies with added bars or corner overlays less often.
+
 HMA and CSV are hash-list formats, what other programmes read: they carry hashes, ids and labels
 but not image embeddings (model-specific vectors of 3.4 KB each, of no use to another system). An
 export in them warns when it leaves embeddings out (:func:`embeddings_left_out`), and entries with
