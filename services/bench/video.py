@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from services.bench import dataset, video_corpus, vpdq_conformance
 from services.bench.video_corpus import Video
 from services.ingest.hashing import digests
@@ -32,8 +34,8 @@ from services.shared.schemas import EntryRegistered, MediaHashed, VerdictIssued,
 BANK = "bench"
 SEED = 2026
 PHOTOS_REGISTERED = 30
-SLIDESHOW_ORIGINALS = 12
-HELD_OUT = 4  # originals left unregistered: their copies are unrelated uploads
+SLIDESHOW_ORIGINALS = 30
+HELD_OUT = 6  # originals left unregistered: their copies are unrelated uploads
 # Registrations compared: (label, seconds per hash, prune bits (-1: none), with frame views).
 DENSITIES = (
     ("1 frame/s, as uploads (vpdq's default), no views", 1.0, -1, False),
@@ -71,6 +73,8 @@ class Results:
     densities: list[dict[str, Any]] = field(default_factory=list)
     matcher_ms: float = 0.0
     largest_record: int = 0  # bytes of the largest hashed-media event
+    missed: dict[str, list[str]] = field(default_factory=dict)  # edit or motion: uploads
+    closest_unrelated: list[int] = field(default_factory=list)  # per unrelated upload, bits
     match_percent: dict[str, list[float]] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)
 
@@ -85,7 +89,7 @@ def run(cache: Path, photos_cache: Path, threatexchange: Path | None, workers: i
         results.conformance = vpdq_conformance.measure(threatexchange)
     photos = [p.path for p in dataset.prepare(photos_cache)]
     random.Random(SEED).shuffle(photos)
-    in_originals = photos[: 6 * SLIDESHOW_ORIGINALS]
+    in_originals = photos[: video_corpus.PHOTOS_PER_ORIGINAL * SLIDESHOW_ORIGINALS]
     registered_photos = photos[len(in_originals) : len(in_originals) + PHOTOS_REGISTERED]
     others = photos[len(in_originals) + PHOTOS_REGISTERED :]
     originals = video_corpus.natural(cache, threatexchange) + video_corpus.synthetic(
@@ -225,6 +229,7 @@ def _match(
     held_out: set[str],
 ) -> None:
     """Every scanned upload through the matcher's code; recall, false matches and costs."""
+    from services.matcher.delta import codes_of
     from services.matcher.handler import MatcherProcessor
     from services.matcher.registry import Registry
     from services.matcher.video import video_member
@@ -243,6 +248,7 @@ def _match(
     own = {entry.entry_id: name for name, (entry, _, _) in videos.items()}
     own |= {entry.entry_id: f"photo {n}" for n, (entry, _, _) in enumerate(pictures)}
     spent = 0.0
+    rows = codes_of([h for e, _, _ in videos.values() for h in _hashes(e)])
     for upload in scanned:
         if upload.hashed is None:
             results.false_matches.setdefault("scan failed", []).append(
@@ -257,6 +263,12 @@ def _match(
         verdict = VerdictIssued.model_validate(json.loads(out[0].value or b"")["data"])
         _score(results, upload, verdict, own, held_out)
         _cost(results, upload)
+        unrelated = upload.video.photo < 0 and (
+            not upload.video.original or upload.video.original in held_out
+        )
+        if unrelated and upload.hashed.video:
+            frames = codes_of([h for f in upload.hashed.video.frames for h in f.pdq])
+            results.closest_unrelated.append(_closest(frames, rows))
     results.matcher_ms = 1000 * spent / max(1, len(scanned))
     results.cpu["registration"] = (
         sum(cpu for _, cpu, _ in videos.values()),
@@ -274,18 +286,20 @@ def _score(
     video, matched = upload.video, [(own[m.entry_id], m) for m in verdict.matches]
     if video.photo >= 0:
         target = f"photo {video.photo}"
-        results.photo_recall.setdefault(video.origin, []).append(
-            any(n == target for n, _ in matched)
-        )
+        found = any(n == target for n, _ in matched)
+        results.photo_recall.setdefault(video.origin, []).append(found)
+        if not found:
+            results.missed.setdefault(video.origin, []).append(video.name)
         for name, match in matched:
             if name == target:
                 counts = results.photo_signals.setdefault(video.origin, defaultdict(int))
                 counts[match.signal] += 1
         wrong, kind = [n for n, _ in matched if n != target], "photo slideshows: another entry"
     elif video.original and video.original not in held_out:
-        results.video_recall.setdefault(video.edit, []).append(
-            any(n == video.original and m.signal == "vpdq" for n, m in matched)
-        )
+        found = any(n == video.original and m.signal == "vpdq" for n, m in matched)
+        results.video_recall.setdefault(video.edit, []).append(found)
+        if not found:
+            results.missed.setdefault(video.edit, []).append(video.original)
         for name, match in matched:
             if name == video.original and match.match_percent is not None:
                 results.match_percent.setdefault(video.edit, []).append(match.match_percent)
@@ -312,3 +326,17 @@ def _cost(results: Results, upload: Scanned) -> None:
     )
     cpu, seconds = results.cpu.get(kind, (0.0, 0.0))
     results.cpu[kind] = (cpu + upload.cpu_s, seconds + upload.seconds)
+
+
+def _hashes(entry: EntryRegistered) -> list[str]:
+    """Every frame hash a registered video is searched by: its frames and their views."""
+    return [text.split(",")[0] for text in entry.signals.vpdq] + entry.signals.frame_views
+
+
+def _closest(queries: np.ndarray, rows: np.ndarray) -> int:
+    """The smallest Hamming distance between any query and any row (N x 4 uint64 each)."""
+    best = 256
+    for start in range(0, len(queries), 16):  # 16 x rows x 32 bytes at a time
+        chunk = queries[start : start + 16, None, :] ^ rows[None, :, :]
+        best = min(best, int(np.bitwise_count(chunk).sum(axis=2).min()))
+    return best

@@ -7,9 +7,9 @@
   containers uploads do not use (AVI, Cinepak, MS-MPEG4) are transcoded to H.264 MP4 first; all
   are cut to 30 s.
 - **Slideshows** of the accuracy benchmark's photographs, 720p H.264: originals for video copies
-  (6 photos, 5 s each, panned, zoomed or still), and the uploads of the photo tests (a registered
-  photo between two others, 4 s each, still with bars, slowly zoomed, or filling the frame and
-  panned).
+  (``PHOTOS_PER_ORIGINAL`` photos, 5 s each, panned, zoomed or still), and the uploads of the
+  photo tests (a registered photo between two others, 4 s each, still with bars, slowly zoomed,
+  or filling the frame and panned).
 
 Every copy is an original with one edit (``video_media.py``), encoded with libx264.
 """
@@ -57,6 +57,7 @@ THREATEXCHANGE_CLIPS = (
 )
 MAX_SECONDS = 30.0
 SIZE, FPS = (1280, 720), 15.0
+PHOTOS_PER_ORIGINAL = 4
 MOTIONS = ("static", "zoom", "pan")
 
 
@@ -128,18 +129,18 @@ def natural(cache: Path, threatexchange: Path | None) -> list[Video]:
 
 
 def synthetic(cache: Path, photos: list[str], count: int) -> list[Video]:
-    """``count`` 30 s slideshow originals, 6 photos each, every slide's motion in turn."""
+    """``count`` 20 s slideshow originals, 4 photos each, every slide's motion in turn."""
     folder = cache / "originals"
     folder.mkdir(parents=True, exist_ok=True)
     videos = []
     for number in range(count):
-        target = folder / f"slideshow-{number:02d}.mp4"
-        chosen = photos[number * 6 : number * 6 + 6]
+        chosen = photos[number * PHOTOS_PER_ORIGINAL : (number + 1) * PHOTOS_PER_ORIGINAL]
+        target = folder / f"slideshow-{number:02d}-{_key(chosen)}.mp4"
         if not target.exists():
             frames = (
                 frame
                 for at, path in enumerate(chosen)
-                for frame in slideshow([_open(path)], 5.0, FPS, MOTIONS[at % 3], SIZE)
+                for frame in slideshow([_open(path)], 5.0, FPS, MOTIONS[(number + at) % 3], SIZE)
             )
             target.write_bytes(encode(frames, FPS))
         videos.append(Video(target.stem, str(target), "accuracy photographs"))
@@ -186,7 +187,8 @@ def photo_uploads(
     for number, photo in enumerate(registered):
         around = [others[(2 * number) % len(others)], others[(2 * number + 1) % len(others)]]
         for motion in MOTIONS:
-            target = folder / f"photo-{number:03d}-{motion}.mp4"
+            trio = [around[0], photo, around[1]]
+            target = folder / f"photo-{number:03d}-{motion}-{_key(trio)}.mp4"
             jobs.append(
                 (
                     Video(target.stem, str(target), motion, photo=number),
@@ -197,7 +199,7 @@ def photo_uploads(
     for number in range(len(registered)):
         trio = [others[(3 * number + k + 1) % len(others)] for k in range(3)]
         motion = MOTIONS[number % 3]
-        target = folder / f"unrelated-{number:03d}-{motion}.mp4"
+        target = folder / f"unrelated-{number:03d}-{motion}-{_key(trio)}.mp4"
         jobs.append((Video(target.stem, str(target), motion), trio, motion))
     todo = [(paths, m, v.path) for v, paths, m in jobs if not Path(v.path).exists()]
     with ProcessPoolExecutor(workers) as pool:
@@ -249,6 +251,11 @@ def _open(path: str) -> Image.Image:
 
 def _even(frame: np.ndarray) -> np.ndarray:
     return frame[: frame.shape[0] // 2 * 2, : frame.shape[1] // 2 * 2]
+
+
+def _key(paths: list[str]) -> str:
+    """A short name for a list of photos: a cached video made of others is not reused."""
+    return f"{zlib.crc32('|'.join(paths).encode()):08x}"
 
 
 def _slug(text: str) -> str:

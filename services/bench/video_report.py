@@ -36,6 +36,14 @@ def report(found: Results, out: Out) -> bool:
     for motion, signals in sorted(found.photo_signals.items()):
         out(f"  {motion}: found by " + ", ".join(f"{s} {n}" for s, n in sorted(signals.items())))
     met.append(false_matches(found, out))
+    for what, names in sorted(found.missed.items()):
+        out(f"  missed, {what}: {', '.join(names)}")
+    if found.closest_unrelated:
+        closest = sorted(found.closest_unrelated)
+        out(
+            f"closest frame of an unrelated upload to a registered video's: {closest[0]} bits "
+            f"(median over {len(closest)} uploads {statistics.median(closest):.0f}; match: <= 31)"
+        )
     rows = [
         (
             r["registration"],
@@ -124,4 +132,6 @@ def as_json(found: Results) -> dict[str, Any]:
         },
         "matcher_ms_per_upload": found.matcher_ms,
         "largest_record_bytes": found.largest_record,
+        "missed": found.missed,
+        "closest_unrelated_bits": found.closest_unrelated,
     }
