@@ -135,6 +135,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     faces.add_argument("--json", type=Path, default=Path("results/faces.json"))
     faces.set_defaults(command=_bench_faces)
+    videos = benches.add_parser("video", help="vPDQ conformance, recall per edit, CPU per minute")
+    videos.add_argument("--cache", type=Path, default=Path(".cache/video"), help="videos made here")
+    videos.add_argument(
+        "--photos", type=Path, default=Path(".cache/accuracy"), help="the accuracy bench's cache"
+    )
+    videos.add_argument(
+        "--threatexchange",
+        type=Path,
+        default=Path(".cache/threatexchange"),
+        help="facebook/ThreatExchange's tmk/sample-videos and vpdq/sample-hashes, if fetched",
+    )
+    videos.add_argument("--workers", type=int, default=2)
+    videos.add_argument("--json", type=Path, default=Path("results/video.json"))
+    videos.set_defaults(command=_bench_video)
     conformance = benches.add_parser("pdq", help="eraser's PDQ against Meta's reference code")
     conformance.add_argument("--cache", type=Path, default=Path(".cache/accuracy"))
     conformance.add_argument("--json", type=Path, default=Path("results/pdq.json"))
@@ -215,6 +229,13 @@ def _bench_hostile(args: argparse.Namespace) -> int:
     from services.bench import commands
 
     return commands.hostile(args.json)
+
+
+def _bench_video(args: argparse.Namespace) -> int:
+    from services.bench import commands
+
+    folder = args.threatexchange if args.threatexchange.is_dir() else None
+    return commands.video(args.cache, args.photos, folder, args.workers, args.json)
 
 
 def _bench_faces(args: argparse.Namespace) -> int:

@@ -1,10 +1,11 @@
-"""Turns protected images into registrations: hashes computed locally, the image dropped.
+"""Turns protected images and videos into registrations: hashes computed locally, media dropped.
 
 Behind ``eraser register`` and the admin API's image upload. The bytes are hashed with the same
-decoder and PDQ code as ingest and never kept or sent anywhere; only the resulting
-``eraser.registration.v1`` is published (``admin/publishing.py``). Entry ids are derived from
-(bank, SHA-256), so registering the same file twice updates one entry. Registered with faces, a
-photograph also gives one entry per chosen face (its embedding only), and all the entries of one
+decoders and PDQ code as ingest and never kept or sent anywhere; only the resulting
+``eraser.registration.v1`` is published (``admin/publishing.py``). A video is registered by its
+frames, hashed densely (``ingest/video_signals.py``), and its file digests. Entry ids are derived
+from (bank, SHA-256), so registering the same file twice updates one entry. Registered with faces,
+a photograph also gives one entry per chosen face (its embedding only), and all the entries of one
 child share a subject id.
 """
 
@@ -21,13 +22,20 @@ from services.ingest.decoding import decode
 from services.ingest.faces import Detected, Face, FaceModels
 from services.ingest.hashing import FileDigests, digests
 from services.ingest.signals import ReferenceSignals, SignalModels, reference_signals
+from services.ingest.video import VideoLimits, container_of
+from services.ingest.video_signals import Kept, reference_frames
 from services.shared.errors import PoisonError
 from services.shared.keypoints import keypoints_to_text
 from services.shared.schemas import EntryRegistered, Signals, embedding_to_text
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
-# Registration is an operator's action on their own files; the limit only guards against mistakes.
+VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".webm", ".mkv"})
+MEDIA_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES
+# Registration is an operator's action on their own files; the limits only guard against mistakes.
 _MAX_PIXELS = 200_000_000
+_VIDEO_LIMITS = VideoLimits(
+    max_pixels=7680 * 4320, max_duration_s=4 * 3600.0, max_frames=4 * 3600 * 120, max_scan_s=3600.0
+)
 
 
 @dataclass(frozen=True)
@@ -39,11 +47,11 @@ class Hashed:
 
 
 def image_paths(paths: Iterable[Path]) -> Iterator[Path]:
-    """The files given, and the image files under the folders given, in a stable order."""
+    """The files given, and the image and video files under the folders given, in a stable order."""
     for path in paths:
         if path.is_dir():
             yield from sorted(
-                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES
             )
         else:
             yield path
@@ -61,7 +69,7 @@ def hash_file(
     Raises:
         MediaUndecodableError: the bytes are not a decodable image.
     """
-    return registration(measure(data, models), bank, quality_floor, labels)
+    return registration(measure_media(data, models), bank, quality_floor, labels)
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,32 @@ class Measured:
 
 class FaceChoiceError(PoisonError):
     """A photograph registered with faces has no face, or several and none was picked."""
+
+
+@dataclass(frozen=True)
+class MeasuredVideo:
+    """What is kept of one protected video: file digests, the frames kept and their views."""
+
+    files: FileDigests
+    frames: list[Kept]
+
+
+def measure_media(
+    data: bytes, models: SignalModels | None = None, faces: bool = False, face: int | None = None
+) -> Measured | MeasuredVideo:
+    """:func:`measure` for an image; for a video, its digests and densely hashed frames.
+
+    Raises:
+        MediaUndecodableError: the bytes are neither a decodable image nor a decodable video.
+        FaceChoiceError: faces were asked of a video (a child's face is registered from a
+            photograph the registrant has looked at, never picked out of a video's frames).
+    """
+    container = container_of(data)
+    if container is None:
+        return measure(data, models, faces, face)
+    if faces:
+        raise FaceChoiceError("a video: register the child's face from a photograph")
+    return MeasuredVideo(digests(data), reference_frames(data, container, _VIDEO_LIMITS))
 
 
 def measure(
@@ -163,18 +197,20 @@ def preview(data: bytes, models: FaceModels, path: Path) -> int:
 
 
 def registration(
-    measured: Measured,
+    measured: Measured | MeasuredVideo,
     bank: str,
     quality_floor: int,
     labels: dict[str, str] | None = None,
     subject: str | None = None,
 ) -> Hashed:
-    """The registration of a measured image in ``bank``.
+    """The registration of a measured image (or video) in ``bank``.
 
     PDQ hashes under ``quality_floor`` (flat or featureless views) would match unrelated uploads
     and are left out; an image whose own PDQ is under the floor is registered by digests,
     embedding and keypoints only.
     """
+    if isinstance(measured, MeasuredVideo):
+        return _video_registration(measured, bank, quality_floor, labels, subject)
     files, signals = measured.files, measured.signals
     keep = [
         code
@@ -197,6 +233,33 @@ def registration(
     warning = None
     if signals.pdq_quality[0] < quality_floor:
         warning = f"PDQ quality {signals.pdq_quality[0]} < {quality_floor}: registered without PDQ"
+    return Hashed(entry, warning)
+
+
+def _video_registration(
+    measured: MeasuredVideo,
+    bank: str,
+    quality_floor: int,
+    labels: dict[str, str] | None,
+    subject: str | None,
+) -> Hashed:
+    """A video's frames of PDQ quality at or over the floor, their views, and its file digests."""
+    files = measured.files
+    kept = [frame for frame in measured.frames if frame.feature.quality >= quality_floor]
+    views = dict.fromkeys(view for frame in kept for view in frame.views)  # once each, in order
+    entry = EntryRegistered(
+        entry_id=entry_id_for(bank, files.sha256),
+        bank=bank,
+        signals=Signals(
+            vpdq=[frame.feature.compact() for frame in kept],
+            frame_views=list(views),
+            sha256=files.sha256,
+            md5=files.md5,
+        ),
+        labels=labels or {},
+        subject=subject,
+    )
+    warning = None if kept else f"no frame of PDQ quality >= {quality_floor}: digests only"
     return Hashed(entry, warning)
 
 

@@ -5,11 +5,12 @@ beats keypoints, keypoints beat the embedding, and the smallest distance wins. E
 matches at or under the bank's auto threshold, and matches where two signals agree (PDQ and the
 embedding, or enough keypoints and either) get the bank's action; a weaker PDQ match, keypoints
 alone, fewer keypoints with an embedding (two photographs of the same objects can agree that
-far), or the embedding alone, goes to human review. A face match says "this may be the child", not
-"this is the registered photograph": alone it only ever asks for review, whatever the bank's
-action; when a face and an image signal of the same subject both match, the bank's action applies
-to both entries. A match in a negative bank (known false positives, such as a stock photo) means
-no action at all for that upload.
+far), or the embedding alone, goes to human review. A video upload matching a registered video
+(vpdq) counts as PDQ does, by the median distance of its matched frames. A face match says "this
+may be the child", not "this is the registered photograph": alone it only ever asks for review,
+whatever the bank's action; when a face and an image signal of the same subject both match, the
+bank's action applies to both entries. A match in a negative bank (known false positives, such as
+a stock photo) means no action at all for that upload.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def strongest_per_entry(matches: list[Match]) -> list[Match]:
 
 def _strength(match: Match) -> tuple[bool, bool, bool, int]:
     signal = match.signal
-    return signal in _EXACT, signal == "pdq", signal == "keypoints", -match.distance
+    return signal in _EXACT, signal in ("pdq", "vpdq"), signal == "keypoints", -match.distance
 
 
 def _action(
@@ -78,6 +79,13 @@ def _action(
 ) -> ActionDecided:
     if match.signal in _EXACT:
         action, reason = policy.action, f"{match.signal} equal to the registered file"
+    elif match.signal == "vpdq":
+        auto = match.distance <= policy.auto_threshold
+        action = policy.action if auto else "review"
+        reason = (
+            f"vpdq: {match.match_percent:g}% of the video's frames matched, median distance "
+            f"{match.distance} {'<=' if auto else '>'} auto threshold {policy.auto_threshold}"
+        )
     elif match.signal == "pdq" and match.distance <= policy.auto_threshold:
         action = policy.action
         reason = f"pdq distance {match.distance} <= auto threshold {policy.auto_threshold}"
@@ -104,6 +112,8 @@ def _action(
     else:
         action = "review"
         reason = "embedding alone: needs a person to confirm"
+    if match.timestamps:
+        reason += f"; in the video at {_times(match.timestamps)}"
     return ActionDecided(
         action=action,
         content_id=verdict.content_id,
@@ -116,3 +126,9 @@ def _action(
         decided_at=decided_at,
         face=match.face,
     )
+
+
+def _times(timestamps: list[float]) -> str:
+    """When a video's frames matched, for the action's reason: the first few, in seconds."""
+    shown = ", ".join(f"{t:.1f}" for t in timestamps[:5])
+    return f"{shown} s" + (f" and {len(timestamps) - 5} more" if len(timestamps) > 5 else "")

@@ -58,6 +58,11 @@ def _policy_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--reviewers", type=int, choices=(1, 2), help="reviewers who must agree on a review item"
     )
+    parser.add_argument(
+        "--vpdq-match-percent",
+        type=float,
+        help="share (%%) of a video upload's frames that must match a registered video (0-100)",
+    )
     enabled = parser.add_mutually_exclusive_group()
     enabled.add_argument("--enabled", dest="enabled", action="store_const", const=True)
     enabled.add_argument(

@@ -13,18 +13,29 @@ import functools
 import json
 import sys
 from collections.abc import Sized
+from contextlib import closing
 from pathlib import Path
 from typing import NoReturn
+from urllib.parse import quote
 
 from kafka.consumer.fetcher import ConsumerRecord
 
 from services.admin import bank_commands, registering
 from services.admin.arguments import add_who, bank_name
-from services.admin.export import export, registry_records
-from services.admin.formats import FORMATS, Problem, embeddings_left_out, parse
+from services.admin.export import RecordSource, current_entries, export, registry_records
+from services.admin.formats import (
+    FORMATS,
+    Format,
+    Parsed,
+    Problem,
+    embeddings_left_out,
+    parse,
+    vpdq_file,
+)
 from services.admin.operations import Admin, ImportRejected
 from services.admin.publishing import Publisher
 from services.admin.state import connect, registry, replay_existing
+from services.admin.view import RegistryView
 from services.shared.errors import PoisonError, UsageError
 from services.shared.passwords import hash_secret
 from services.shared.schemas import AuditRecorded, CloudEvent, parse_event
@@ -61,8 +72,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
 
 
 def _add_lists(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    load = commands.add_parser("import", help="import a hash list (HMA text, CSV or JSON)")
-    load.add_argument("file", type=Path)
+    load = commands.add_parser(
+        "import", help="import a hash list (HMA text, CSV, JSON, or vpdq hash files)"
+    )
+    load.add_argument("file", type=Path, help="the list (for vpdq: a file, or a folder of .txt)")
     load.add_argument("--bank", required=True, type=bank_name)
     load.add_argument("--format", required=True, choices=FORMATS)
     load.add_argument("--skip-invalid", action="store_true", help="import the valid lines only")
@@ -77,6 +90,9 @@ def _add_lists(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--with-faces",
         action="store_true",
         help="include face entries (biometric data; json only)",
+    )
+    dump.add_argument(
+        "--out", type=Path, help="vpdq: write one hash file per video here (ENTRY_ID.txt)"
     )
     dump.set_defaults(command=_export)
 
@@ -118,11 +134,7 @@ def _require_entries(entries: Sized, what: str) -> None:
 
 
 def _import(args: argparse.Namespace) -> int:
-    try:
-        text = args.file.read_text()
-    except (OSError, UnicodeDecodeError) as error:
-        raise UsageError(f"{args.file}: {getattr(error, 'strerror', None) or error}") from None
-    parsed = parse(text, args.format, args.bank)  # before Kafka: a bad list costs no round trip
+    parsed = _parsed(args.file, args.format, args.bank)  # before Kafka: a bad list costs nothing
     if parsed.problems and not args.skip_invalid:
         _reject(args.file, parsed.problems)
     kafka, topics = connect()
@@ -143,6 +155,26 @@ def _import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parsed(path: Path, fmt: Format, bank: str) -> Parsed:
+    """The list in ``path``; for vpdq a folder is read too, each .txt file in it one video.
+
+    Raises:
+        UsageError: the file is unreadable.
+    """
+    files = sorted(path.glob("*.txt")) if fmt == "vpdq" and path.is_dir() else [path]
+    parsed = Parsed()
+    for file in files:
+        try:
+            text = file.read_text()
+        except (OSError, UnicodeDecodeError) as error:
+            raise UsageError(f"{file}: {getattr(error, 'strerror', None) or error}") from None
+        each = parse(text, fmt, bank)
+        parsed.items += each.items
+        where = f"{file.name}: " if file != path else ""
+        parsed.problems += [Problem(p.line, where + p.reason, p.unit) for p in each.problems]
+    return parsed
+
+
 def _reject(file: Path, problems: list[Problem]) -> NoReturn:
     lines = [f"{file}:{problem}" for problem in problems]
     lines.append("nothing imported: fix those lines, or add --skip-invalid to import the rest")
@@ -150,18 +182,34 @@ def _reject(file: Path, problems: list[Problem]) -> NoReturn:
 
 
 def _export(args: argparse.Namespace) -> int:
+    if args.with_faces and args.format != "json":
+        raise UsageError("faces are biometric data: only --format json carries them")
+    if args.out is not None and args.format != "vpdq":
+        raise UsageError("--out writes vpdq hash files: use it with --format vpdq")
     kafka, topics = connect()
     view = registry(kafka, topics)
     _require_entries(view.in_bank(args.bank), f"bank {args.bank!r}")
     records = functools.partial(registry_records, kafka, topics.registry)
-    if args.with_faces and args.format != "json":
-        raise UsageError("faces are biometric data: only --format json carries them")
-    for piece in export(view, records, args.bank, args.format, args.with_faces):
-        sys.stdout.write(piece)
+    if args.out is not None:
+        _export_files(view, records, args.bank, args.out)
+    else:
+        for piece in export(view, records, args.bank, args.format, args.with_faces):
+            sys.stdout.write(piece)
     warning = embeddings_left_out(args.format, view.with_embeddings(args.bank))
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
     return 0
+
+
+def _export_files(view: RegistryView, records: RecordSource, bank: str, folder: Path) -> None:
+    """Each video of ``bank`` as a plain vpdq hash file in ``folder``; prints each path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with closing(records()) as replayed:
+        for entry in current_entries(replayed, view.in_bank(bank), bank):
+            if entry.signals.vpdq:
+                path = folder / f"{quote(entry.entry_id, safe='')}.txt"
+                path.write_text(vpdq_file(entry))
+                print(f"{entry.entry_id}\t{path}")
 
 
 def _audit(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""Hash-list formats for import and export: HMA text, CSV and JSON.
+"""Hash-list formats for import and export: HMA text, CSV, JSON and vpdq hash files.
 
 Hash lists come from partner programmes (PDQ and MD5 lists, never images), from other platforms'
 HMA deployments, and from eraser itself. Parsing is all-or-nothing by default: every problem is
@@ -9,13 +9,22 @@ chooses to skip them.
   "keypoints"?, "face"?}, "labels"?, "subject"?}``; an unknown key is an error. The lossless
   format: export then import gives back every entry exactly (faces only when asked for).
 - ``hma``: python-threatexchange / HMA text, one ``<signal_type> <value>`` per line (``pdq``,
-  ``photo_md5``/``video_md5``/``md5``, ``sha256``). eraser adds two optional trailing fields: the
-  entry id, then labels as ``key=value`` (percent-encoded). Lines with the same entry id are one
-  entry; a line without one is an entry of its own.
+  ``photo_md5``/``video_md5``/``md5``, ``sha256``, and ``vpdq`` whose value is
+  python-threatexchange's vPDQ signal, a JSON list of ``pdqhex,quality,timestamp``). eraser adds
+  two optional trailing fields: the entry id, then labels as ``key=value`` (percent-encoded).
+  Lines with the same entry id are one entry; a line without one is an entry of its own.
 - ``csv``: a header row; columns ``entry_id`` (optional), ``pdq`` (space-separated hashes), ``md5``,
   ``sha256``, ``labels`` (space-separated percent-encoded ``key=value``, as eraser writes them: an
-  empty value stays an empty label); any other column is a label too, where an empty cell means
-  no label.
+  empty value stays an empty label), ``vpdq`` (space-separated ``pdqhex,quality,timestamp``); any
+  other column is a label too, where an empty cell means no label.
+- ``vpdq``: the vpdq tool's hash file, ``frameNumber,quality,pdqhex,timestamp`` per line: one
+  video. eraser writes several videos as such files each after a ``# entry <entry_id>`` line
+  (``eraser export --out DIR`` writes one plain file per video instead). Registrations keep no
+  frame numbers (python-threatexchange's form has none), so written files number frames in order.
+
+A registered video's ``frame_views`` (eraser's own views of its frames) travel in JSON only: the
+vPDQ forms (HMA ``vpdq`` lines, CSV's ``vpdq`` column, vpdq files) carry the frames alone, so a
+video moved through them matches copies with added bars or corner overlays less often.
 
 HMA and CSV are hash-list formats, what other programmes read: they carry hashes, ids and labels
 but not image embeddings (model-specific vectors of 3.4 KB each, of no use to another system). An
@@ -36,19 +45,22 @@ from urllib.parse import quote, unquote
 
 from pydantic import ValidationError
 
+from services.shared import vpdq
 from services.shared.schemas import EntryRegistered, Signals, describe
 
-Format = Literal["hma", "csv", "json"]
-FORMATS: tuple[Format, ...] = ("hma", "csv", "json")
+Format = Literal["hma", "csv", "json", "vpdq"]
+FORMATS: tuple[Format, ...] = ("hma", "csv", "json", "vpdq")
 _HMA_SIGNALS = {
     "pdq": "pdq",
     "photo_md5": "md5",
     "video_md5": "md5",
     "md5": "md5",
     "sha256": "sha256",
+    "vpdq": "vpdq",
 }
-_CSV_SIGNALS = ("pdq", "md5", "sha256")
-_CSV_COLUMNS = ("entry_id", *_CSV_SIGNALS, "labels")
+_CSV_SIGNALS = ("pdq", "md5", "sha256", "vpdq")
+_CSV_COLUMNS = ("entry_id", "pdq", "md5", "sha256", "labels", "vpdq")
+_VPDQ_ENTRY = "# entry "
 _JSON_KEYS = frozenset({"entry_id", "signals", "labels", "subject"})
 _SIGNAL_KEYS = frozenset(Signals.model_fields)
 
@@ -89,7 +101,7 @@ class _Draft:
 
 def parse(text: str, fmt: Format, bank: str) -> Parsed:
     """Read a hash list into registrations for ``bank``."""
-    readers = {"hma": _read_hma, "csv": _read_csv, "json": _read_json}
+    readers = {"hma": _read_hma, "csv": _read_csv, "json": _read_json, "vpdq": _read_vpdq}
     parsed = Parsed()
     try:
         drafts = readers[fmt](text, parsed.problems)
@@ -112,7 +124,7 @@ def unit_of(fmt: Format) -> str:
 
 def write(entries: Iterable[EntryRegistered], fmt: Format) -> Iterator[str]:
     """Write entries in ``fmt``, a piece at a time; parsing the result gives them back."""
-    writers = {"hma": _write_hma, "csv": _write_csv, "json": _write_json}
+    writers = {"hma": _write_hma, "csv": _write_csv, "json": _write_json, "vpdq": _write_vpdq}
     return writers[fmt](entries)
 
 
@@ -122,7 +134,12 @@ def serialise(entries: Iterable[EntryRegistered], fmt: Format) -> str:
 
 
 def embeddings_left_out(fmt: Format, with_embeddings: int) -> str | None:
-    """The warning for an export in ``fmt`` of entries of which ``with_embeddings`` have some."""
+    """The warning for an export in ``fmt`` that leaves something out (embeddings, photos).
+
+    ``with_embeddings`` entries of the bank have embeddings.
+    """
+    if fmt == "vpdq":
+        return "vpdq hash files hold videos only: photo entries are left out"
     if fmt == "json" or not with_embeddings:
         return None
     return (
@@ -133,9 +150,11 @@ def embeddings_left_out(fmt: Format, with_embeddings: int) -> str | None:
 
 def entry_id_for(bank: str, signals: Signals) -> str:
     """A stable entry id for an imported entry that has none: the same hashes, the same id."""
-    key = "|".join(
-        [bank, *sorted(signals.pdq), signals.md5 or "", signals.sha256 or "", signals.face or ""]
-    )
+    key = "|".join([bank, *sorted(signals.pdq), signals.md5 or "", signals.sha256 or ""])
+    if signals.face:  # (only for these: the ids of photo entries stay what they were)
+        key += "|" + signals.face
+    if signals.vpdq:
+        key += "|" + "|".join(signals.vpdq)
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"eraser:import:{key}"))
 
 
@@ -157,7 +176,11 @@ def _read_hma(text: str, problems: list[Problem]) -> list[_Draft]:
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        fields = line.split()
+        try:
+            fields = _hma_fields(line)
+        except ValueError as error:
+            problems.append(Problem(number, str(error)))
+            continue
         signal = _HMA_SIGNALS.get(fields[0].lower())
         if signal is None or len(fields) < 2:
             problems.append(
@@ -183,6 +206,20 @@ def _read_hma(text: str, problems: list[Problem]) -> list[_Draft]:
     return [*drafts.values(), *anonymous]
 
 
+def _hma_fields(line: str) -> list[str]:
+    """A line's fields; a vpdq signal's JSON value is one field, whatever spaces it holds."""
+    signal, _, rest = line.partition(" ")
+    if signal.lower() != "vpdq" or not rest.strip():
+        return line.split()
+    value = rest.strip()
+    try:
+        features, end = json.JSONDecoder().raw_decode(value)
+        checked = vpdq.from_signal(json.dumps(features))
+    except ValueError as error:
+        raise ValueError(f"a vpdq value is python-threatexchange's vPDQ signal: {error}") from None
+    return [signal, vpdq.to_signal(checked), *value[end:].split()]
+
+
 def _labels(tokens: Iterable[str]) -> dict[str, str]:
     return dict(_label(token) for token in tokens)
 
@@ -197,6 +234,8 @@ def _label(token: str) -> tuple[str, str]:
 def _add_signal(draft: _Draft, signal: str, value: str) -> None:
     if signal == "pdq":
         draft.signals.setdefault("pdq", []).append(value)
+    elif signal == "vpdq":
+        draft.signals["vpdq"] = [feature.compact() for feature in vpdq.from_signal(value)]
     else:
         draft.signals[signal] = value
 
@@ -223,6 +262,8 @@ def _csv_draft(number: int, row: dict[str, str]) -> _Draft:
     draft = _Draft(number, (row.get("entry_id") or "").strip() or None)
     pdq = (row.get("pdq") or "").split()
     draft.signals = {"pdq": pdq} if pdq else {}
+    if frames := (row.get("vpdq") or "").split():
+        draft.signals["vpdq"] = frames
     for digest in ("md5", "sha256"):
         if value := (row.get(digest) or "").strip():
             draft.signals[digest] = value
@@ -271,6 +312,9 @@ def _write_hma(entries: Iterable[EntryRegistered]) -> Iterator[str]:
         tail = " ".join([quote(entry.entry_id, safe=""), *_label_tokens(entry.labels)])
         signals = entry.signals
         lines = [f"pdq {code} {tail}" for code in signals.pdq]
+        if signals.vpdq:
+            features = [vpdq.parse_compact(text) for text in signals.vpdq]
+            lines.append(f"vpdq {vpdq.to_signal(features)} {tail}")
         lines += [f"photo_md5 {signals.md5} {tail}"] if signals.md5 else []
         lines += [f"sha256 {signals.sha256} {tail}"] if signals.sha256 else []
         yield "".join(f"{line}\n" for line in lines)
@@ -286,7 +330,7 @@ def _write_csv(entries: Iterable[EntryRegistered]) -> Iterator[str]:
     writer.writerow(_CSV_COLUMNS)
     for entry in entries:
         signals = entry.signals
-        if signals.pdq or signals.md5 or signals.sha256:
+        if signals.pdq or signals.md5 or signals.sha256 or signals.vpdq:
             writer.writerow(
                 [
                     entry.entry_id,
@@ -294,6 +338,7 @@ def _write_csv(entries: Iterable[EntryRegistered]) -> Iterator[str]:
                     signals.md5 or "",
                     signals.sha256 or "",
                     " ".join(_label_tokens(entry.labels)),
+                    " ".join(signals.vpdq),
                 ]
             )
         yield buffer.getvalue()
@@ -313,3 +358,39 @@ def _write_json(entries: Iterable[EntryRegistered]) -> Iterator[str]:
         yield separator + json.dumps(item)
         separator = ",\n"
     yield "[\n]\n" if separator == "[\n" else "\n]\n"
+
+
+def _read_vpdq(text: str, problems: list[Problem]) -> list[_Draft]:
+    """Read vpdq hash files: the lines after each ``# entry <id>`` line (or all) are a video."""
+    drafts: list[_Draft] = []
+    current: _Draft | None = None
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if line.startswith(_VPDQ_ENTRY):
+            current = _Draft(number, unquote(line[len(_VPDQ_ENTRY) :].strip()) or None)
+            drafts.append(current)
+            continue
+        if not line or line.startswith("#"):
+            continue
+        try:
+            _, feature = vpdq.parse_tool_line(line)
+        except ValueError as error:
+            problems.append(Problem(number, str(error)))
+            continue
+        if current is None:
+            current = _Draft(number, None)
+            drafts.append(current)
+        current.signals.setdefault("vpdq", []).append(feature.compact())
+    return [draft for draft in drafts if draft.signals]
+
+
+def _write_vpdq(entries: Iterable[EntryRegistered]) -> Iterator[str]:
+    for entry in entries:
+        if entry.signals.vpdq:
+            yield f"{_VPDQ_ENTRY}{quote(entry.entry_id, safe='')}\n" + vpdq_file(entry)
+
+
+def vpdq_file(entry: EntryRegistered) -> str:
+    """A registered video's frames as the vpdq tool writes them (frames numbered in order)."""
+    features = (vpdq.parse_compact(text) for text in entry.signals.vpdq)
+    return "".join(f"{vpdq.tool_line(n, feature)}\n" for n, feature in enumerate(features))

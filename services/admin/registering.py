@@ -24,11 +24,12 @@ from services.cases.operations import open_case
 from services.ingest.faces import FaceModels
 from services.ingest.signals import SignalModels
 from services.registrar import (
-    IMAGE_SUFFIXES,
+    MEDIA_SUFFIXES,
     Measured,
+    MeasuredVideo,
     face_entries,
     image_paths,
-    measure,
+    measure_media,
     preview,
     registration,
 )
@@ -38,7 +39,9 @@ from services.shared.schemas import EntryRegistered, now
 
 def add_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``eraser register`` to the ``eraser`` parser."""
-    register = commands.add_parser("register", help="hash images and publish their registrations")
+    register = commands.add_parser(
+        "register", help="hash images and videos and publish their registrations"
+    )
     register.add_argument("--bank", required=True, type=bank_name, help="bank to register into")
     register.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
     register.add_argument(
@@ -58,7 +61,9 @@ def add_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
         metavar="DIR",
         help="write each photo with its faces numbered to DIR, and register nothing",
     )
-    register.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="images or folders")
+    register.add_argument(
+        "paths", nargs="+", type=Path, metavar="PATH", help="images, videos or folders"
+    )
     add_who(register)
     register.set_defaults(command=_register)
 
@@ -88,7 +93,7 @@ def _register(args: argparse.Namespace) -> int:
         if hashed.warning:
             print(f"warning\t{path}\t{hashed.warning}", file=sys.stderr)
         entries.append((str(path), hashed.registration))
-        if subject is not None:
+        if subject is not None and isinstance(image, Measured):
             entries += [
                 (f"{path}\tface", e) for e in face_entries(image, args.bank, subject, labels)
             ]
@@ -113,35 +118,35 @@ def _register(args: argparse.Namespace) -> int:
 
 
 def _image_files(given: list[Path]) -> list[Path]:
-    """The image files named or inside the folders named.
+    """The files named, and the image and video files inside the folders named.
 
     Raises:
-        UsageError: a path does not exist, or there is no image file at all.
+        UsageError: a path does not exist, or there is no image or video file at all.
     """
     missing = [str(path) for path in given if not path.exists()]
     if missing:
         raise UsageError(f"no such file or folder: {', '.join(missing)}")
     paths = list(image_paths(given))
     if not paths:
-        suffixes = " ".join(sorted(IMAGE_SUFFIXES))
-        raise UsageError(f"no image files ({suffixes}) in {', '.join(map(str, given))}")
+        suffixes = " ".join(sorted(MEDIA_SUFFIXES))
+        raise UsageError(f"no image or video files ({suffixes}) in {', '.join(map(str, given))}")
     return paths
 
 
 def _measure(
     paths: list[Path], faces: bool, face: int | None, progress: Progress | None
-) -> list[tuple[Path, Measured]]:
+) -> list[tuple[Path, Measured | MeasuredVideo]]:
     """Each file's digests and signals, and with ``faces`` its chosen face.
 
     Raises:
-        UsageError: some file is unreadable, not an image, or has no face to register (each one
-            named); nothing is kept.
+        UsageError: some file is unreadable, neither an image nor a video, or has no face to
+            register (each one named); nothing is kept.
     """
     models = SignalModels.load(faces=1 if faces else 0)
     measured, problems = [], []
     for path in paths:
         try:
-            measured.append((path, measure(path.read_bytes(), models, faces, face)))
+            measured.append((path, measure_media(path.read_bytes(), models, faces, face)))
         except (OSError, PoisonError) as error:
             why = error.reason if isinstance(error, PoisonError) else error.strerror or "unreadable"
             problems.append(f"{path}: {why}")

@@ -16,7 +16,7 @@ from services.admin.export import export
 from services.admin.formats import Format, embeddings_left_out, entry_id_for, parse
 from services.admin.operations import EntriesElsewhere, ImportRejected
 from services.ingest.signals import SignalModels
-from services.registrar import face_entries, measure, registration
+from services.registrar import Measured, face_entries, measure_media, registration
 from services.shared.errors import PoisonError
 from services.shared.schemas import BankName, EntryRegistered, now
 
@@ -134,14 +134,16 @@ def _register_image(
     floor = context.banks.for_bank(bank).quality_floor
     models = context.models or SignalModels()
     try:
-        measured = measure(data, models, faces is not None, faces.number if faces else None)
+        measured = measure_media(data, models, faces is not None, faces.number if faces else None)
     except PoisonError as error:
         raise HTTPException(422, error.reason) from None
     finally:
         del data  # the image is never kept
     subject = faces.subject if faces else None
     hashed = registration(measured, bank, floor, subject=subject)
-    found = face_entries(measured, bank, subject) if subject else []
+    found = (
+        face_entries(measured, bank, subject) if subject and isinstance(measured, Measured) else []
+    )
     _register(context, who, [hashed.registration, *found], reason)
     registered = Registered(
         entry_id=hashed.registration.entry_id,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -396,3 +397,23 @@ def _rss_range(samples: list[dict[str, int]], name: str) -> str:
         f"{values[0]:.0f} -> {values[-1]:.0f} MiB "
         f"(min {min(values):.0f}, max {max(values):.0f}, {len(values)} samples)"
     )
+
+
+def video(
+    cache: Path,
+    photos_cache: Path,
+    threatexchange: Path | None,
+    workers: int,
+    json_path: Path,
+    out: Out = print,
+) -> int:
+    """Run the video benchmark and report it; 0 if every target was met."""
+    from services.bench import video as bench
+    from services.bench import video_report
+
+    started = time.monotonic()
+    found = bench.run(cache, photos_cache, threatexchange, workers)
+    met = video_report.report(found, out)
+    out(f"targets: {'met' if met else 'MISSED'} ({time.monotonic() - started:.0f} s)")
+    write_json(json_path, "video", {**video_report.as_json(found), "met": met})
+    return 0 if met else 1

@@ -91,7 +91,7 @@ def _candidates(cache: Path) -> Iterator[tuple[str, str, Image.Image]]:
         if path.suffix in SUFFIXES:
             yield from _open("scikit-image", path.name, path.read_bytes())
     for package, folder in PACKAGES.items():
-        root = _unpacked(cache, package)
+        root = unpacked(cache, package)
         if root is None:
             continue
         for path in sorted((root / folder).rglob("*")):
@@ -101,7 +101,8 @@ def _candidates(cache: Path) -> Iterator[tuple[str, str, Image.Image]]:
                 yield from _embedded(package, path)
 
 
-def _unpacked(cache: Path, package: str) -> Path | None:
+def unpacked(cache: Path, package: str) -> Path | None:
+    """A Debian package unpacked in ``cache/packages`` (downloaded the first time), or None."""
     target = cache / "packages" / package
     if target.exists():
         return target

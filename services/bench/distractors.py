@@ -147,7 +147,7 @@ def _build(cache: Path, workers: int) -> dict[str, object]:
 def _candidates(cache: Path) -> Iterator[Candidate]:
     suffixes = dataset.SUFFIXES
     for package, (folder, _) in PACKAGES.items():
-        unpacked = dataset._unpacked(cache, package)
+        unpacked = dataset.unpacked(cache, package)
         for path in sorted((unpacked / folder).rglob("*")) if unpacked else []:
             if path.suffix.lower() in suffixes:
                 yield Candidate(package, str(path.relative_to(unpacked or path)), str(path))

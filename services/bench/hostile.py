@@ -23,6 +23,7 @@ from typing import Any, Literal
 from PIL import Image
 
 from services.bench import hostile_media as media
+from services.bench import hostile_video
 from services.bench.deployment import Deployment
 from services.bench.origin import ORIGIN_HOST, Origin
 from services.samples import photo_bytes
@@ -47,6 +48,7 @@ CORPUS_ENV = {
     "ERASER_FETCH_DEADLINE_S": "1",
     "ERASER_FETCH_ATTEMPTS": "2",
     "ERASER_INGEST_BATCH_SIZE": "1",
+    **hostile_video.VIDEO_ENV,
 }
 _REJECTED, _UNDECODABLE = MediaRejectedError.__name__, MediaUndecodableError.__name__
 _FAILED, _MALFORMED = FetchFailedError.__name__, MalformedEventError.__name__
@@ -142,6 +144,8 @@ def _media_cases(media_root: Path, byte_cap: int) -> Iterator[Case]:
     }
     for name, data in valid.items():
         yield _inline(name, data)
+    for name, (data, refused) in hostile_video.cases().items():
+        yield _inline(name, data, _UNDECODABLE if refused else "")
 
 
 def _event_cases() -> Iterator[Case]:

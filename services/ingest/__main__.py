@@ -7,6 +7,7 @@ import sys
 from services.ingest.fetching import MediaFetcher
 from services.ingest.handler import IngestProcessor
 from services.ingest.signals import SignalModels
+from services.ingest.video_signals import VideoIngest
 from services.shared import logging as eraser_logging
 from services.shared.config import IngestSettings
 from services.shared.metrics import IngestMetrics
@@ -25,8 +26,14 @@ def main() -> int:
         settings.keypoints and settings.embeddings,
         settings.max_faces if settings.faces else 0,
     )
+    video = VideoIngest(settings.video, metrics) if settings.video.enabled else None
     processor = IngestProcessor(
-        settings.topics, MediaFetcher(settings.media), settings.media.max_pixels, metrics, models
+        settings.topics,
+        MediaFetcher(settings.media),
+        settings.media.max_pixels,
+        metrics,
+        models,
+        video,
     )
     return run_service(
         service="ingest",

@@ -1,8 +1,9 @@
 """Ingest's logic: an upload event in, its hashes out (or the reason it cannot be scanned).
 
 Sits between ``eraser.uploads`` and the internal ``eraser.hashes`` topic. Media bytes live only in
-memory for the length of one scan; what leaves is digests and PDQ hashes. An upload that cannot be
-scanned gets an ``error`` verdict here, so the platform is never left waiting.
+memory for the length of one scan; what leaves is digests and PDQ hashes. A video goes to
+``video_signals.py`` instead of the image decoder. An upload that cannot be scanned gets an
+``error`` verdict here, so the platform is never left waiting.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from services.ingest.faces import faces_seen
 from services.ingest.fetching import MediaFetcher
 from services.ingest.hashing import digests
 from services.ingest.signals import DECODE_SIDE, SignalModels, image_signals
+from services.ingest.video import container_of
+from services.ingest.video_signals import VideoIngest
 from services.shared.config import TopicSettings
 from services.shared.errors import FetchFailedError, MediaRejectedError, PoisonError
 from services.shared.kafka import Outgoing, Result
@@ -49,12 +52,14 @@ class IngestProcessor:
         max_pixels: int,
         metrics: IngestMetrics,
         models: SignalModels | None = None,
+        video: VideoIngest | None = None,
     ) -> None:
         self._topics = topics
         self._fetcher = fetcher
         self._max_pixels = max_pixels
         self._metrics = metrics
         self._models = models or SignalModels()
+        self._video = video
 
     def process(self, events: Sequence[CloudEvent[UploadReceived]]) -> Iterator[Result]:
         """Scan each upload; one result per event, each as soon as it is scanned."""
@@ -82,7 +87,8 @@ class IngestProcessor:
         """Fetch, decode and hash one upload.
 
         Raises:
-            PoisonError: the media cannot be fetched, is not allowed, or is not a decodable image.
+            PoisonError: the media cannot be fetched, is not allowed, or is not a decodable image
+                or video.
         """
         with self._stage("fetch"):
             try:
@@ -91,6 +97,9 @@ class IngestProcessor:
                 self._metrics.fetch_errors.labels(error.kind).inc()
                 raise
         self._metrics.fetched_bytes.labels(fetched.source).inc(len(fetched.data))
+        if self._video is not None and (container := container_of(fetched.data)):
+            with self._stage("video"):
+                return self._video.scan(event, fetched.data, container, self._models)
         with self._stage("decode"):
             image = decode(fetched.data, self._max_pixels, DECODE_SIDE)
         with self._stage("hash"):

@@ -96,12 +96,31 @@ def image_signals(
     timings: dict[str, float] | None = None,
     stored_colours: np.ndarray | None = None,
 ) -> ImageSignals:
-    """The signals of an upload: the whole image, and its content without borders.
+    """The signals of an upload: the whole image, its content without borders, a collage's tiles.
 
     ``stored_colours``, a transparent image's colour channels as stored, add their PDQ: what a
     partner's hash list holds for the image.
     """
     clock = _Clock(timings)
+    hashes, quality, views = pdq_views(pixels, stored_colours, clock)
+    cut = collage_tiles(views[0])
+    tiles = [pdq(tile)[0] for tile in cut]
+    clock.lap("collage tiles")
+    embeddings, keypoints = learned_signals([*views, *cut], models, clock)
+    faces = models.faces.faces(pixels, models.max_faces) if models.faces is not None else []
+    clock.lap("faces")
+    return ImageSignals((*hashes, *tiles), quality, embeddings, keypoints, tuple(faces), len(tiles))
+
+
+def pdq_views(
+    pixels: np.ndarray, stored_colours: np.ndarray | None = None, clock: _Clock | None = None
+) -> tuple[list[str], int, list[np.ndarray]]:
+    """PDQ of the image's 8 rotations/flips, then (upright, mirrored) of each content view.
+
+    Also the image's PDQ quality, and the views the other signals are computed from: the image
+    at most ``VIEW_SIDE`` pixels a side, then its content without added borders.
+    """
+    clock = clock or _Clock(None)
     whole = pdq_dihedral(pixels)
     hashes = list(whole.dihedral)
     if stored_colours is not None:
@@ -112,23 +131,25 @@ def image_signals(
     for content in views[1:]:
         hashes += _upright_and_mirrored(content)
     clock.lap("trimmed pdq")
-    cut = collage_tiles(small)
-    tiles = [pdq(tile)[0] for tile in cut]
-    clock.lap("collage tiles")
+    return hashes, whole.quality, views
+
+
+def learned_signals(
+    views: list[np.ndarray], models: SignalModels, clock: _Clock | None = None
+) -> tuple[np.ndarray, Keypoints | None]:
+    """Embeddings of the views (the whole image first) and keypoints of the whole image.
+
+    Images and key frames of videos (``video_signals.py``) get these.
+    """
+    clock = clock or _Clock(None)
     embedder = models.embedder
     embeddings = (
-        embedder.embed_many([*views, *cut])
-        if embedder is not None
-        else np.empty((0, 0), dtype=np.float32)
+        embedder.embed_many(views) if embedder is not None else np.empty((0, 0), dtype=np.float32)
     )
     clock.lap("embedding")
-    keypoints = models.keypoints.extract(small) if models.keypoints is not None else None
+    keypoints = models.keypoints.extract(views[0]) if models.keypoints is not None else None
     clock.lap("keypoints")
-    faces = models.faces.faces(pixels, models.max_faces) if models.faces is not None else []
-    clock.lap("faces")
-    return ImageSignals(
-        (*hashes, *tiles), whole.quality, embeddings, keypoints, tuple(faces), len(tiles)
-    )
+    return embeddings, keypoints
 
 
 def _upright_and_mirrored(pixels: np.ndarray) -> list[str]:

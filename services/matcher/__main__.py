@@ -15,6 +15,7 @@ from services.matcher.applier import RegistryApplier
 from services.matcher.handler import MatcherProcessor, Shortlist
 from services.matcher.registry import Registry
 from services.matcher.snapshots import load_latest
+from services.matcher.video import start_offsets
 from services.shared import logging as eraser_logging
 from services.shared.banks import BankBook
 from services.shared.config import MatcherSettings
@@ -49,8 +50,18 @@ def main() -> int:
         on_failure=fail,
         snapshot_max_age_s=settings.snapshot_max_age_s,
     )
+    video_dir = settings.snapshot_dir / "video" if settings.snapshot_dir else None
+    videos = Registry(
+        load_latest(video_dir, settings.snapshot_max_age_s),
+        video_dir,
+        settings.delta_limit,
+        settings.snapshot_interval_s,
+        on_failure=fail,
+        snapshot_max_age_s=settings.snapshot_max_age_s,
+        delta_hashes=settings.video_delta_frames,
+    )
     banks = BankBook(settings.policies)
-    index, policies = _follow(settings, registry, banks, metrics, stop, fail)
+    index, policies = _follow(settings, (registry, videos), banks, metrics, stop, fail)
     metrics.follow_index(index.seconds_behind)
 
     def replayed() -> bool:
@@ -71,6 +82,7 @@ def main() -> int:
             registry,
             metrics,
             Shortlist(settings.keypoint_candidates, settings.keypoint_min_cosine),
+            videos,
         ),
         metrics=metrics,
         input_topics=[settings.topics.hashes],
@@ -84,14 +96,14 @@ def main() -> int:
 
 def _follow(
     settings: MatcherSettings,
-    registry: Registry,
+    registries: tuple[Registry, Registry],
     banks: BankBook,
     metrics: MatcherMetrics,
     stop: threading.Event,
     fail: Callable[[BaseException], None],
 ) -> tuple[TopicFollower, TopicFollower]:
-    """Start following the registry (into the index) and the banks topic (into ``banks``)."""
-    applier = RegistryApplier(registry, metrics)
+    """Start following the registry (into the indexes) and the banks topic (into ``banks``)."""
+    applier = RegistryApplier(registries[0], metrics, registries[1])
     index = TopicFollower(
         kafka=settings.kafka,
         topic=settings.topics.registry,
@@ -99,7 +111,7 @@ def _follow(
         stop=stop,
         on_failure=fail,
         on_progress=applier.progress,
-        start_offsets=registry.offsets,
+        start_offsets=start_offsets(*registries),
         after_poll=applier.after_poll,
     )
     policies = TopicFollower(

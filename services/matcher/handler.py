@@ -8,14 +8,16 @@ nearly close enough (two weaker signals agreeing); or when enough of its keypoin
 entry's on one geometric transform, or fewer of them with an embedding nearly close enough.
 Keypoints are checked against a shortlist: the entries nearest by embedding. In banks with faces
 on, one of its faces matches a registered face (entries of their own, of a subject: a child) when
-their embeddings are close enough. A batch is searched in one call per index.
+their embeddings are close enough. A batch is searched in one call per index. A video upload's
+frames are searched the same way, each as an image, and against registered videos (``video.py``).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from kafka.consumer.fetcher import ConsumerRecord
 
@@ -23,6 +25,13 @@ from services.matcher.delta import embeddings_of, faces_of
 from services.matcher.generation import Entry
 from services.matcher.registry import Registry
 from services.matcher.verification import agreeing_keypoints
+from services.matcher.video import (
+    FrameQuery,
+    frame_queries,
+    near_frames,
+    photo_matches,
+    vpdq_matches,
+)
 from services.shared.banks import BankBook
 from services.shared.config import TopicSettings
 from services.shared.errors import PoisonError
@@ -36,6 +45,7 @@ from services.shared.schemas import (
     MediaHashed,
     Signal,
     VerdictIssued,
+    VideoHashed,
     now,
 )
 from services.shared.verdicts import error_verdict, verdict_record
@@ -49,6 +59,26 @@ class Shortlist:
 
     entries: int = 8
     min_cosine: float = 0.5
+
+
+class Query(Protocol):
+    """What the search needs of an image upload, or of one sampled frame of a video upload."""
+
+    @property
+    def pdq(self) -> list[str]:
+        """PDQ hashes: rotations/flips, content views."""
+
+    @property
+    def pdq_quality(self) -> int:
+        """PDQ quality of the image (or frame)."""
+
+    @property
+    def embeddings(self) -> list[str]:
+        """Embeddings in their wire form."""
+
+    @property
+    def keypoints(self) -> str | None:
+        """Keypoints in their wire form."""
 
 
 @dataclass(frozen=True)
@@ -76,36 +106,58 @@ class MatcherProcessor:
         registry: Registry,
         metrics: MatcherMetrics,
         shortlist: Shortlist | None = None,
+        videos: Registry | None = None,
     ) -> None:
         self._topics = topics
         self._policies = policies
         self._registry = registry
         self._metrics = metrics
         self._shortlist = shortlist or Shortlist()
+        self._videos = videos
 
     def process(self, events: Sequence[CloudEvent[MediaHashed]]) -> list[Result]:
-        """One verdict per event; lookups for the whole batch go to each index at once."""
+        """One verdict per event; lookups for the whole batch go to each index at once.
+
+        An image upload is one query; a video upload one per sampled frame.
+        """
+        uploads = [event.data for event in events]
+        frames = [frame_queries(upload.video) if upload.video else [] for upload in uploads]
+        queries: list[Query] = []
+        for upload, each in zip(uploads, frames, strict=True):
+            queries += each if upload.video else [upload]
+        found = iter(self.search(queries))
+        near = iter(self._near_videos([u.video for u in uploads if u.video is not None]))
+        faces = self._faces(uploads)
+        results: list[Result] = []
+        for upload, each, face in zip(uploads, frames, faces, strict=True):
+            if upload.video is None:
+                matches = self.matches(upload, replace(next(found), faces=face))
+            else:
+                by_frame = [next(found) for _ in each]
+                matches = self._video_matches(upload, each, by_frame, next(near))
+            results.append(self._verdict(upload, matches))
+        return results
+
+    def search(self, queries: Sequence[Query]) -> list[Found]:
+        """What each index finds for each query, searched as one batch per index."""
         with self._metrics.stage_seconds.labels("search").time():
             near = self._registry.near(
-                [event.data.pdq for event in events], self._policies.widest_pdq_threshold()
+                [query.pdq for query in queries], self._policies.widest_pdq_threshold()
             )
-            vectors = [embeddings_of(event.data.embeddings) for event in events]
+            vectors = [embeddings_of(query.embeddings) for query in queries]
             similar = self._registry.similar(vectors, self._policies.lowest_embedding_threshold())
             with_keypoints = [
-                vectors[n] if e.data.keypoints else vectors[n][:0] for n, e in enumerate(events)
+                vectors[n] if q.keypoints else vectors[n][:0] for n, q in enumerate(queries)
             ]
             nearest = self._registry.nearest(with_keypoints, self._shortlist.entries)
-            faces = self._faces([event.data for event in events])
         with self._metrics.stage_seconds.labels("verify").time():
             agreeing = [
-                self._verified(event.data, candidates, pdq)
-                for event, candidates, pdq in zip(events, nearest, near, strict=True)
+                self._verified(query, candidates, pdq)
+                for query, candidates, pdq in zip(queries, nearest, near, strict=True)
             ]
         return [
-            self._verdict(event.data, Found(pdq, embedding, keypoints, face))
-            for event, pdq, embedding, keypoints, face in zip(
-                events, near, similar, agreeing, faces, strict=True
-            )
+            Found(pdq, embedding, keypoints)
+            for pdq, embedding, keypoints in zip(near, similar, agreeing, strict=True)
         ]
 
     def _faces(self, uploads: list[MediaHashed]) -> list[list[tuple[int, Entry, float]]]:
@@ -117,7 +169,7 @@ class MatcherProcessor:
         return self._registry.faces(faces, threshold)
 
     def _verified(
-        self, hashed: MediaHashed, candidates: list[tuple[Entry, float]], near: dict[Entry, int]
+        self, hashed: Query, candidates: list[tuple[Entry, float]], near: dict[Entry, int]
     ) -> dict[Entry, int]:
         """Shortlisted entries whose keypoints agree with the upload's: how many agree."""
         if not hashed.keypoints:
@@ -135,7 +187,7 @@ class MatcherProcessor:
                 continue  # a PDQ match strong enough to act on: keypoints would add nothing
             registered = self._registry.keypoints_of(entry)
             count = agreeing_keypoints(upload, registered) if registered else 0
-            if count >= policy.agreement_keypoint_threshold:  # ``matches`` decides if enough
+            if count >= policy.agreement_keypoint_threshold:  # ``perceptual`` decides if enough
                 agreeing[entry] = count
         return agreeing
 
@@ -148,7 +200,51 @@ class MatcherProcessor:
         return [error_verdict(self._topics.verdicts, upload_id, content_id, error.reason, SOURCE)]
 
     def matches(self, hashed: MediaHashed, found_by: Found) -> list[Match]:
-        """Every (entry, signal) the upload matches under its bank's policy.
+        """Every (entry, signal) an image upload matches under its bank's policy."""
+        found = self._exact(hashed, self._registry) + self.perceptual(hashed, found_by)
+        faces = self._by_faces(hashed, found_by.faces)
+        if faces:  # name each image entry's subject, so the policy can see them agree
+            found = [self._with_subject(match) for match in found] + faces
+        return sorted(found, key=lambda m: (m.bank, m.entry_id, m.signal))
+
+    def _video_matches(
+        self,
+        hashed: MediaHashed,
+        frames: Sequence[FrameQuery],
+        found: list[Found],
+        near: list[dict[Entry, int]],
+    ) -> list[Match]:
+        """A video upload's matches.
+
+        Exact digests, registered photos in its frames, and registered videos by vPDQ's rule.
+        """
+        assert hashed.video is not None
+        matches = self._exact(hashed, self._registry)
+        if self._videos is not None:
+            matches += self._exact(hashed, self._videos)
+        per_frame = [self.perceptual(frame, by) for frame, by in zip(frames, found, strict=True)]
+        return [
+            *matches,
+            *photo_matches(frames, per_frame),
+            *vpdq_matches(hashed.video, near, self._policies),
+        ]
+
+    def _near_videos(self, videos: list[VideoHashed]) -> list[list[dict[Entry, int]]]:
+        if self._videos is None or not videos:
+            return [[{} for _ in video.frames] for video in videos]
+        with self._metrics.stage_seconds.labels("search").time():
+            return near_frames(self._videos, videos, self._policies.widest_pdq_threshold())
+
+    def _exact(self, hashed: MediaHashed, registry: Registry) -> list[Match]:
+        found = []
+        for signal, digest in (("sha256", hashed.sha256), ("md5", hashed.md5)):
+            for entry in registry.exact(signal, digest):  # type: ignore[arg-type]
+                if self._policies.for_bank(entry.bank).enabled:
+                    found.append(_match(entry, signal, 0))  # type: ignore[arg-type]
+        return found
+
+    def perceptual(self, hashed: Query, found_by: Found) -> list[Match]:
+        """Every (entry, signal) an image (or a video frame) matches by its perceptual signals.
 
         PDQ within the bank's threshold, an embedding cosine at or above the bank's threshold, or
         enough keypoints in geometric agreement, matches alone. Below those, a PDQ distance and a
@@ -157,10 +253,6 @@ class MatcherProcessor:
         """
         near, similar = found_by.pdq, found_by.embedding
         found: list[Match] = []
-        for signal, digest in (("sha256", hashed.sha256), ("md5", hashed.md5)):
-            for entry in self._registry.exact(signal, digest):  # type: ignore[arg-type]
-                if self._policies.for_bank(entry.bank).enabled:
-                    found.append(_match(entry, signal, 0))  # type: ignore[arg-type]
         for entry, distance in near.items():
             policy = self._policies.for_bank(entry.bank)
             if (
@@ -171,11 +263,7 @@ class MatcherProcessor:
                 found.append(_match(entry, "pdq", distance))
         for entry, cosine in similar.items():
             found += self._by_embedding(hashed, entry, cosine, near, found, found_by.keypoints)
-        found += self._by_keypoints(found_by)
-        faces = self._by_faces(hashed, found_by.faces)
-        if faces:  # name each image entry's subject, so the policy can see them agree
-            found = [self._with_subject(match) for match in found] + faces
-        return sorted(found, key=lambda m: (m.bank, m.entry_id, m.signal))
+        return found + self._by_keypoints(found_by)
 
     def _by_keypoints(self, found_by: Found) -> list[Match]:
         """Keypoint matches: enough keypoints alone, or fewer that an embedding agrees with.
@@ -234,7 +322,7 @@ class MatcherProcessor:
 
     def _by_embedding(
         self,
-        hashed: MediaHashed,
+        hashed: Query,
         entry: Entry,
         cosine: float,
         near: dict[Entry, int],
@@ -259,8 +347,8 @@ class MatcherProcessor:
         already = any(m.entry_id == entry.entry_id and m.signal == "pdq" for m in found)
         return [embedding] if already else [embedding, _match(entry, "pdq", distance)]
 
-    def _verdict(self, hashed: MediaHashed, found_by: Found) -> list[Outgoing]:
-        found = self.matches(hashed, found_by)
+    def _verdict(self, hashed: MediaHashed, matches: list[Match]) -> list[Outgoing]:
+        found = sorted(matches, key=lambda m: (m.bank, m.entry_id, m.signal))
         verdict = VerdictIssued(
             upload_id=hashed.upload_id,
             content_id=hashed.content_id,

@@ -46,12 +46,13 @@ class Registry:
         snapshot_interval_s: float = 600.0,
         on_failure: Callable[[BaseException], None] | None = None,
         snapshot_max_age_s: float = snapshots.MAX_AGE_S,
+        delta_hashes: int | None = None,
     ) -> None:
         self._lock = threading.RLock()
         self._snapshot_max_age_s = snapshot_max_age_s
         self._pending_since: float | None = None  # the oldest change not yet in a snapshot
         self._marked_current = 0.0
-        self._base = base or building.empty()
+        self._base = base if base is not None else building.empty()  # an empty one has offsets too
         self._dead = np.zeros(len(self._base), dtype=bool)
         self._dead_count = 0
         self._snapshot_interval_s = snapshot_interval_s
@@ -62,6 +63,9 @@ class Registry:
         self._withdrawn_since_freeze: list[str] | None = None
         self._snapshot_dir = snapshot_dir
         self._delta_limit = delta_limit
+        # Also compact once the delta holds this many PDQ hashes (its index is a flat scan):
+        # registered videos bring thousands each.
+        self._delta_hashes = delta_hashes
 
     @property
     def offsets(self) -> dict[int, int]:
@@ -84,18 +88,23 @@ class Registry:
     def register(self, registration: EntryRegistered) -> None:
         """Add an entry, replacing any earlier registration with the same id."""
         signals = registration.signals
-        member = Member(
-            Entry(registration.entry_id, registration.bank),
-            codes_of(signals.pdq),
-            signals.sha256,
-            signals.md5,
-            embeddings_of(signals.embedding),
-            base64.b64decode(signals.keypoints) if signals.keypoints else b"",
-            faces_of([signals.face] if signals.face else []),
-            registration.subject,
+        self.add(
+            Member(
+                Entry(registration.entry_id, registration.bank),
+                codes_of(signals.pdq),
+                signals.sha256,
+                signals.md5,
+                embeddings_of(signals.embedding),
+                base64.b64decode(signals.keypoints) if signals.keypoints else b"",
+                faces_of([signals.face] if signals.face else []),
+                registration.subject,
+            )
         )
+
+    def add(self, member: Member) -> None:
+        """Add an entry's signals, replacing any earlier entry with the same id."""
         with self._lock:
-            self._withdraw_locked(registration.entry_id)
+            self._withdraw_locked(member.entry.entry_id)
             self._delta.add(member)
             self._changed()
 
@@ -270,6 +279,7 @@ class Registry:
         )
         return (
             len(self._delta.members) > max(self._delta_limit, len(self._base) // 8)
+            or (self._delta_hashes is not None and len(self._delta.pdq) > self._delta_hashes)
             or self._dead_count > max(1000, len(self._base) // 10)
             or (
                 self._snapshot_dir is not None

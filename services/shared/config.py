@@ -153,6 +153,58 @@ class MediaSettings(BaseSettings):
         return self
 
 
+_FRAME_BYTES, _KEY_FRAME_BYTES, _RECORD_BUDGET = 480, 27_000, 900_000
+
+
+class VideoSettings(BaseSettings):
+    """How ingest scans videos, and the hard limits on each (``ERASER_VIDEO_*``).
+
+    Bytes are capped by ``ERASER_MAX_MEDIA_BYTES`` like every upload. Decoding is the cost
+    (every frame is decoded, in order): the limits bound it before decoding, from the header,
+    and while decoding, frame by frame.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="ERASER_VIDEO_", frozen=True)
+
+    enabled: bool = Field(default=True, description="Scan videos; off, they get error verdicts.")
+    max_pixels: int = Field(default=4096 * 2160, ge=64 * 64, description="Per frame.")
+    max_duration_s: float = Field(default=600.0, gt=0, description="Declared or decoded.")
+    max_frames: int = Field(default=36_000, ge=1, description="Frames decoded per video.")
+    max_scan_s: float = Field(
+        default=60.0, gt=0, description="Wall time to decode and hash a video (lowered: see below)."
+    )
+    seconds_per_hash: float = Field(
+        default=1.0, gt=0, description="vPDQ sampling of uploads: one frame per this many seconds."
+    )
+    max_hashed_frames: int = Field(
+        default=300,
+        ge=1,
+        le=3600,
+        description="At most this many frames hashed per video: longer ones are sampled sparser.",
+    )
+    key_frames: int = Field(
+        default=16,
+        ge=0,
+        le=64,
+        description="Frames per video that also get embeddings and keypoints (scene changes).",
+    )
+
+    @model_validator(mode="after")
+    def _fits_one_record(self) -> VideoSettings:
+        """Refuse caps whose hashed video could outgrow a Kafka record (1 MB by default).
+
+        A hashed frame takes up to about 480 bytes on the wire, a key frame's embeddings and
+        keypoints about 27 KB more.
+        """
+        size = self.max_hashed_frames * _FRAME_BYTES + self.key_frames * _KEY_FRAME_BYTES
+        if size > _RECORD_BUDGET:
+            raise ValueError(
+                f"max_hashed_frames x {_FRAME_BYTES} B + key_frames x {_KEY_FRAME_BYTES} B "
+                f"is {size} B, over the {_RECORD_BUDGET} B a hashed-media record may take"
+            )
+        return self
+
+
 class ServiceSettings(BaseSettings):
     """What every service has: Kafka, topics, its consumer group, batch size and HTTP port."""
 
@@ -220,6 +272,7 @@ class IngestSettings(ServiceSettings):
     max_faces: int = Field(
         default=5, ge=1, le=16, description="Faces embedded per upload: the largest ones."
     )
+    video: VideoSettings = Field(default_factory=VideoSettings, validate_default=True)
 
     @field_validator("media")
     @classmethod
@@ -244,6 +297,24 @@ class IngestSettings(ServiceSettings):
             return media
         return media.model_copy(update={"fetch_deadline_s": share})
 
+    @field_validator("video")
+    @classmethod
+    def _scanning_fits_the_poll_interval(
+        cls, video: VideoSettings, info: ValidationInfo
+    ) -> VideoSettings:
+        """The video scan's wall-time limit, lowered to one upload's share of the other half.
+
+        Fetching gets half the poll interval (above); decoding and hashing a batch whose every
+        upload is a video must fit in the other half, or the batch would be redone forever.
+        """
+        kafka, batch_size = info.data.get("kafka"), info.data.get("batch_size")
+        if not isinstance(kafka, KafkaSettings) or not isinstance(batch_size, int):
+            return video  # invalid already, and reported as such
+        share = kafka.max_poll_interval_ms / 1000 / 2 / batch_size
+        if video.max_scan_s <= share:
+            return video
+        return video.model_copy(update={"max_scan_s": share})
+
 
 class MatcherSettings(ServiceSettings):
     """Matcher (``ERASER_MATCHER_*``)."""
@@ -267,6 +338,11 @@ class MatcherSettings(ServiceSettings):
         default=100_000,
         ge=1,
         description="Registrations held outside the generation before compacting.",
+    )
+    video_delta_frames: int = Field(
+        default=200_000,
+        ge=1,
+        description="Registered video frames held outside the video generation before compacting.",
     )
     keypoint_candidates: int = Field(
         default=8,

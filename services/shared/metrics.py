@@ -144,8 +144,19 @@ class IngestMetrics(ServiceMetrics):
             ["kind"],
             registry=self.registry,
         )
+        self.video_cpu_seconds = Counter(
+            "eraser_ingest_video_cpu_seconds",
+            "CPU time spent decoding and hashing videos (per second of video: divide by "
+            "eraser_ingest_video_decoded_seconds).",
+            registry=self.registry,
+        )
+        self.video_decoded_seconds = Counter(
+            "eraser_ingest_video_decoded_seconds",
+            "Seconds of video decoded and hashed.",
+            registry=self.registry,
+        )
         self.verdicts = verdicts_counter("ingest", self.registry)
-        self.init_stages(["fetch", "decode", "hash"])
+        self.init_stages(["fetch", "decode", "hash", "video"])
         self.init_produced(["hashes", "verdict", "dlq"])
         _initialise(self.fetched_bytes, ["inline", "file", "http"])
         _initialise(self.fetch_errors, ["MediaRejectedError", "FetchFailedError"])

@@ -30,6 +30,7 @@ from pydantic import (
 
 from services.shared.errors import MalformedEventError, UnsupportedEventError
 from services.shared.keypoints import check_text
+from services.shared.vpdq import normalised
 
 SPEC_VERSION = "1.0"
 _ID_NAMESPACE = uuid.UUID("6f1c2d4e-8a3b-5c7d-9e0f-1a2b3c4d5e6f")
@@ -58,7 +59,7 @@ BankName = Annotated[
     StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$"),
     Field(description="Bank name: lower-case letters, digits, '_', '.', '-' (at most 64)."),
 ]
-Signal = Literal["sha256", "md5", "pdq", "embedding", "keypoints", "face"]
+Signal = Literal["sha256", "md5", "pdq", "embedding", "keypoints", "face", "vpdq"]
 EMBEDDING_DIMENSIONS = 1280
 FACE_DIMENSIONS = 128
 
@@ -106,6 +107,15 @@ KeypointsText = Annotated[
     ),
 ]
 ActionKind = Literal["remove", "hide", "review"]
+VpdqFeature = Annotated[
+    str,
+    BeforeValidator(lambda value: normalised(value) if isinstance(value, str) else value),
+    StringConstraints(pattern=r"^[0-9a-f]{64},[0-9]{1,3},[0-9]+[.][0-9]{3}$"),
+    Field(
+        description="One hashed video frame as python-threatexchange's vPDQ signal holds it: "
+        "'pdqhex,quality,timestamp' (PDQ of the frame, its quality 0-100, seconds to 3 decimals)."
+    ),
+]
 
 
 class Schema(BaseModel):
@@ -165,6 +175,45 @@ class FaceSeen(Schema):
     embedding: FaceEmbedding
 
 
+class VideoFrame(Schema):
+    """One sampled frame of an uploaded video and its signals (no pixels)."""
+
+    number: int = Field(ge=0, description="Frame number in decoding order (vPDQ's frameNumber).")
+    timestamp: float = Field(ge=0, description="Seconds from the start: number / frame rate.")
+    quality: int = Field(ge=0, le=100, description="PDQ quality of the frame (0-100).")
+    pdq: list[Hex256] = Field(
+        min_length=2,
+        max_length=6,
+        description="PDQ of the frame as vPDQ computes it (RGB at native size), then of its "
+        "mirror image, then of its views: the centre 70% of the frame, and its content without "
+        "added borders (letterbox bars, frames); views of PDQ quality under 50 are left out.",
+    )
+    embeddings: list[Embedding] = Field(
+        default_factory=list,
+        max_length=3,
+        description="Image embeddings of the frame and of each content view (key frames only).",
+    )
+    keypoints: KeypointsText | None = Field(
+        default=None, description="ORB keypoints of the frame (key frames only)."
+    )
+
+
+class VideoHashed(Schema):
+    """What ingest kept of an uploaded video: its frames sampled as vPDQ does, and their signals."""
+
+    frame_rate: float = Field(gt=0, description="The video stream's average frame rate (fps).")
+    frames_decoded: int = Field(ge=1, description="Frames decoded, every one, in order.")
+    duration_s: float = Field(ge=0, description="Seconds decoded: frames_decoded / frame_rate.")
+    seconds_per_hash: float = Field(
+        gt=0,
+        description="Sampling: frame i is hashed when i % int(seconds_per_hash x frame_rate) "
+        "is 0 (at least every frame), as Meta's vPDQ does.",
+    )
+    frames: list[VideoFrame] = Field(
+        min_length=1, max_length=3600, description="The hashed frames, in order."
+    )
+
+
 class MediaHashed(Schema):
     """Ingest fetched, decoded and hashed an upload (internal topic, ingest → matcher)."""
 
@@ -176,11 +225,11 @@ class MediaHashed(Schema):
     sha256: Hex256 = Field(description="SHA-256 of the media bytes as fetched.")
     md5: Hex128 = Field(description="MD5 of the media bytes, for hash lists that use it.")
     pdq: list[Hex256] = Field(
-        min_length=8,
         max_length=24,
         description="PDQ of the image and its 7 other rotations/flips (the first is as uploaded), "
         "then 2 (as is, mirrored) for each view of its content without added borders, then 1 "
-        "for each tile if the image is a 2x2 or 3x3 collage.",
+        "for each tile if the image is a 2x2 or 3x3 collage. Empty for a video, whose frames "
+        "carry their own (see video).",
     )
     pdq_quality: int = Field(ge=0, le=100, description="PDQ quality of the image (0-100).")
     embeddings: list[Embedding] = Field(
@@ -200,8 +249,20 @@ class MediaHashed(Schema):
     width: int = Field(gt=0, description="Decoded width in pixels, after EXIF orientation.")
     height: int = Field(gt=0, description="Decoded height in pixels, after EXIF orientation.")
     format: Annotated[str, StringConstraints(max_length=16)] = Field(
-        description="The image format Pillow detected (JPEG, PNG, WEBP, ...)."
+        description="The image format Pillow detected (JPEG, PNG, WEBP, ...), or for a video its "
+        "container (MP4, MATROSKA)."
     )
+    video: VideoHashed | None = Field(
+        default=None, description="A video's sampled frames and their signals; None for images."
+    )
+
+    @model_validator(mode="after")
+    def _an_image_or_a_video(self) -> MediaHashed:
+        if self.video is None and len(self.pdq) < 8:
+            raise ValueError("an image has at least 8 PDQ hashes (its rotations and flips)")
+        if self.video is not None and self.pdq:
+            raise ValueError("a video's PDQ hashes are in its frames")
+        return self
 
 
 class FaceHit(Schema):
@@ -222,7 +283,21 @@ class Match(Schema):
         le=256,
         description="Hamming distance for pdq, 0 for exact digests, for embedding and face "
         "round(100 x (1 - cosine)), and for keypoints 256 minus the number of keypoints in "
-        "geometric agreement (at least 0).",
+        "geometric agreement (at least 0). For vpdq, the median over the upload's matched "
+        "frames of each one's smallest PDQ distance to the registered video.",
+    )
+    timestamps: list[float] = Field(
+        default_factory=list,
+        max_length=64,
+        description="A video upload's matches: when (seconds) the frames that matched this entry "
+        "were shown (the first 64); empty for images.",
+    )
+    match_percent: float | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="vpdq: the share (%) of the upload's distinct frames of quality >= 50 within "
+        "the bank's PDQ threshold of some frame of the registered video.",
     )
     subject: Identifier | None = Field(
         default=None, description="The person the entry belongs to, for entries that name one."
@@ -333,6 +408,14 @@ class BankPolicy(Schema):
         le=16,
         description="How many of a subject's registered faces an upload's face must match.",
     )
+    vpdq_match_percent: float = Field(
+        default=80.0,
+        ge=0,
+        le=100,
+        description="A video upload matches a registered video when at least this share (%) of "
+        "its distinct frames of quality >= 50 are within pdq_threshold of the video's frames "
+        "(vPDQ's query match percentage).",
+    )
     enabled: bool = Field(default=True, description="Disabled banks neither match nor act.")
     negative: bool = Field(
         default=False,
@@ -398,11 +481,26 @@ class Signals(Schema):
     face: FaceEmbedding | None = Field(
         default=None, description="A face entry's one face embedding (and no other signal)."
     )
+    vpdq: list[VpdqFeature] = Field(
+        default_factory=list,
+        max_length=10_000,
+        description="A registered video's frame hashes (vPDQ), in order; the entry is a video.",
+    )
+    frame_views: list[Hex256] = Field(
+        default_factory=list,
+        max_length=10_000,
+        description="A registered video's frames seen without what copies add: PDQ of each kept "
+        "frame's centre 70% and of its content without bars (eraser's own; vPDQ lists lack it).",
+    )
 
     @model_validator(mode="after")
     def _not_empty(self) -> Signals:
         image = self.pdq or self.sha256 or self.md5 or self.embedding or self.keypoints
-        if not (image or self.face):
+        if self.vpdq and (self.pdq or self.embedding or self.keypoints or self.face):
+            raise ValueError("a video's signals are its frames (vpdq) and file digests")
+        if self.frame_views and not self.vpdq:
+            raise ValueError("frame_views are views of a video's frames (vpdq)")
+        if not (image or self.face or self.vpdq):
             raise ValueError("at least one signal is required")
         if image and self.face:
             raise ValueError("a face is an entry of its own, with no image signal beside it")

@@ -58,7 +58,7 @@ def wait_until(deployment, name, expected, timeout_s=10.0):
     raise AssertionError(f"{name} did not become {expected} within {timeout_s} s")
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("fmt", [fmt for fmt in FORMATS if fmt != "vpdq"])  # vpdq: test_video
 def test_import_then_export_round_trips_through_the_registry(make_eraser, tmp_path, fmt):
     eraser = make_eraser(start=False)
     source = tmp_path / f"list.{fmt}"

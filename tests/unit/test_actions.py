@@ -212,3 +212,30 @@ def test_fewer_keypoints_with_an_embedding_go_to_review_and_enough_with_pdq_are_
     assert action(("keypoints", 256 - 12), ("embedding", 15)) == "review"
     assert action(("keypoints", 256 - 40), ("embedding", 5)) == "remove"
     assert action(("keypoints", 256 - 12)) == "review"
+
+
+def test_a_video_matching_a_registered_video_acts_as_pdq_does_by_its_median_frame_distance():
+    close = Match(
+        bank="kids",
+        entry_id="v1",
+        signal="vpdq",
+        distance=12,
+        timestamps=[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0],
+        match_percent=87.5,
+    )
+    far = close.model_copy(update={"entry_id": "v2", "distance": 28})
+    actions = decide(verdict(close, far), BankBook(PolicySettings()), T)
+    assert [(a.entry_id, a.action, a.signal) for a in actions] == [
+        ("v1", "remove", "vpdq"),
+        ("v2", "review", "vpdq"),
+    ]
+    assert actions[0].reason == (
+        "vpdq: 87.5% of the video's frames matched, median distance 12 <= auto threshold 24; "
+        "in the video at 1.0, 2.0, 3.0, 4.0, 5.0 s and 2 more"
+    )
+
+
+def test_a_photo_found_in_a_video_says_when():
+    shown = m("p1", "pdq", 10).model_copy(update={"timestamps": [3.0, 4.0]})
+    (action,) = decide(verdict(shown), BankBook(PolicySettings()), T)
+    assert action.action == "remove" and action.reason.endswith("in the video at 3.0, 4.0 s")

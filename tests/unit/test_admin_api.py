@@ -23,6 +23,7 @@ from services.shared.config import PolicySettings
 from services.shared.schemas import EntryRegistered, Signals, embedding_to_text, encode, new_event
 from tests.images import photo_bytes
 from tests.records import record
+from tests.videos import clip
 
 TOKEN = "regulator-token-0123456789"
 P1, P2 = "a" * 64, "b" * 64
@@ -463,3 +464,17 @@ def test_an_export_reads_the_current_records_back_and_stands_in_for_compacted_on
     compacted = [log[2], registered("e3", "other", P1, 6)]
     wanted = view.in_bank("kids")
     assert [e.entry_id for e in current_entries(compacted, wanted, "kids")] == ["e1"]
+
+
+def test_a_video_uploaded_to_the_images_endpoint_is_registered_by_its_frames(api):
+    client, _, _ = api
+    video = client.post(
+        "/banks/kids/images",
+        params={"reason": "request 14"},
+        content=clip(seconds=2),
+        headers={**auth(), "Content-Type": "application/octet-stream"},
+    )
+    assert video.status_code == 201
+    entries = {e["entry_id"]: e for e in exported(client, "kids").json()}
+    signals = entries[video.json()["entry_id"]]["signals"]
+    assert signals["sha256"] and len(signals["vpdq"]) > 2 and "pdq" not in signals

@@ -120,3 +120,59 @@ def test_json_keys_that_are_not_in_the_format_are_errors_naming_the_item(item, n
     (problem,) = parsed.problems
     assert str(problem).startswith("item 2: unknown key") and named in str(problem)
     assert len(parsed.entries) == 1
+
+
+F1 = f"{P1},100,0.000"
+F2 = f"{P2},87,0.200"
+VIDEO = EntryRegistered(
+    entry_id="v-1",
+    bank="kids",
+    signals=Signals(vpdq=[F1, F2], md5=MD5, sha256=SHA),
+    labels={"kind": "video"},
+)
+
+
+@pytest.mark.parametrize("fmt", ["hma", "csv", "json"])
+def test_registered_videos_round_trip_through_every_list_format(fmt):
+    parsed = parse(serialise([VIDEO, ENTRIES[2]], fmt), fmt, "kids")
+    assert parsed.problems == []
+    assert by_id(parsed.entries) == by_id([VIDEO, ENTRIES[2]])
+
+
+def test_hma_reads_python_threatexchanges_vpdq_signal_as_it_prints_it():
+    # python-threatexchange writes json.dumps' spaces and 3 significant digits of the timestamp.
+    signal = json.dumps([f"{P1.upper()},100,0.0", f"{P2},87,1.23e+02"])
+    parsed = parse(f"vpdq {signal}\nvpdq {signal} v-9 source=hma\n", "hma", "partner")
+    assert parsed.problems == []
+    named, anonymous = parsed.entries  # entries with ids first, as for every signal
+    assert anonymous.signals.vpdq == [F1, f"{P2},87,123.000"]
+    assert (named.entry_id, named.labels) == ("v-9", {"source": "hma"})
+    assert serialise([named], "hma") == f'vpdq ["{F1}","{P2},87,123.000"] v-9 source=hma\n'
+
+
+def test_hma_names_a_vpdq_line_it_cannot_read():
+    parsed = parse(f'vpdq ["{P1},100"]\nvpdq [1, 2]\nvpdq {{"a": 1}}\npdq {P1}\n', "hma", "k")
+    assert [p.line for p in parsed.problems] == [1, 2, 3]
+    assert "vPDQ signal" in parsed.problems[0].reason
+    assert len(parsed.entries) == 1
+
+
+def test_vpdq_hash_files_are_read_as_the_vpdq_tool_writes_them():
+    text = f"0,100,{P1},0.000\n5,87,{P2},0.200\n"
+    (entry,) = parse(text, "vpdq", "partner").entries
+    assert entry.signals.vpdq == [F1, F2]
+    assert entry.entry_id == entry_id_for("partner", entry.signals)
+    assert serialise([entry], "vpdq").splitlines()[1:] == [
+        f"0,100,{P1},0.000",
+        f"1,87,{P2},0.200",  # registrations keep no frame numbers: files number frames in order
+    ]
+
+
+def test_several_videos_in_one_vpdq_stream_keep_their_ids_and_bad_lines_are_named():
+    parsed = parse(
+        serialise([VIDEO, VIDEO.model_copy(update={"entry_id": "v 2"})], "vpdq"), "vpdq", "kids"
+    )
+    assert [e.entry_id for e in parsed.entries] == ["v-1", "v 2"]
+    assert all(e.signals.vpdq == [F1, F2] for e in parsed.entries)
+    broken = parse(f"0,100,{P1},0.000\n1,100,{P1}\nx,1,{P1},0.1\n2,101,{P1},0.2\n", "vpdq", "k")
+    assert [p.line for p in broken.problems] == [2, 3, 4]

@@ -110,7 +110,7 @@ def test_matches_exist_for_every_configured_bank_and_signal_before_any_match():
     assert banks_and_signals == {
         (bank, signal)
         for bank in ("parents", "regulator")
-        for signal in ("sha256", "md5", "pdq", "embedding", "keypoints", "face")
+        for signal in ("sha256", "md5", "pdq", "embedding", "keypoints", "face", "vpdq")
     }
     assert set(series.values()) == {0.0}
 
