@@ -56,6 +56,11 @@ def _policy_flags(parser: argparse.ArgumentParser) -> None:
         "--keypoint-threshold", type=int, help="keypoints in geometric agreement to match (1-256)"
     )
     parser.add_argument(
+        "--agreement-keypoint-threshold",
+        type=int,
+        help="fewer keypoints that match with an agreeing embedding (1-256)",
+    )
+    parser.add_argument(
         "--reviewers", type=int, choices=(1, 2), help="reviewers who must agree on a review item"
     )
     parser.add_argument(

@@ -162,3 +162,11 @@ def test_a_group_photo_registered_with_faces_is_refused_until_a_face_is_picked(c
     assert main(["register", "--bank", "kids", "--preview", str(tmp_path / "p"), str(group)]) == 0
     assert capsys.readouterr().out == f"{group}\t2 faces\t{tmp_path / 'p' / 'group.faces.png'}\n"
     assert Image.open(tmp_path / "p" / "group.faces.png").size == (1200, 800)
+
+
+def test_bank_set_has_a_flag_for_every_bank_policy_field():
+    from services.cli import _parser
+    from services.shared.schemas import BankPolicy
+
+    parsed = vars(_parser().parse_args(["bank", "set", "kids"]))
+    assert set(BankPolicy.model_fields) <= parsed.keys(), "add the flag in bank_commands.py"
