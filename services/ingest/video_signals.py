@@ -6,10 +6,11 @@ image's, and its **views**: the centre 70% of the frame (clear of the logos and 
 in corners) and its content without letterbox bars or frames (``trimming.py``). Scene changes, up
 to ``key_frames`` of them, are key frames and also get the image embeddings and keypoints
 (``signals.learned_signals``), so a registered photo shown zoomed or panned in a slideshow can
-still be found. A registered video is hashed at every frame instead, keeping a frame (and its
-views) only when it is more than 12 bits from the last one kept: an upload's frames, sampled at
-other instants and re-encoded, then land near one even in fast motion, while a still scene costs
-one row.
+still be found, and their largest faces (when ingest looks for faces), so a registered child's
+face swapped into a video is too. A registered video is hashed at every frame instead, keeping a
+frame (and its views) only when it is more than 12 bits from the last one kept: an upload's
+frames, sampled at other instants and re-encoded, then land near one even in fast motion, while a
+still scene costs one row.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from services.ingest.faces import faces_seen
 from services.ingest.hashing import digests, distance, pdq, pdq_dihedral
 from services.ingest.signals import MIRRORED, SignalModels, learned_signals, thumbnail
 from services.ingest.trimming import content_views
@@ -242,6 +244,7 @@ def _upload_frames(
             )
         else:
             embeddings, keypoints = learned_signals([small, *views], models)
+            faces = models.faces.faces(frame.pixels, models.max_faces) if models.faces else []
             yield VideoFrame(
                 number=frame.number,
                 timestamp=frame.timestamp,
@@ -249,6 +252,7 @@ def _upload_frames(
                 pdq=own,
                 embeddings=[embedding_to_text(vector) for vector in embeddings[:3]],
                 keypoints=keypoints_to_text(keypoints) if keypoints else None,
+                faces=faces_seen(faces, 1.0),
             )
         decoder.check_time()
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from kafka.consumer.fetcher import ConsumerRecord
@@ -41,6 +41,7 @@ from services.shared.metrics import MatcherMetrics
 from services.shared.schemas import (
     CloudEvent,
     FaceHit,
+    FaceSeen,
     Match,
     MediaHashed,
     Signal,
@@ -79,6 +80,10 @@ class Query(Protocol):
     @property
     def keypoints(self) -> str | None:
         """Keypoints in their wire form."""
+
+    @property
+    def faces(self) -> list[FaceSeen]:
+        """The largest faces, with their boxes and embeddings."""
 
 
 @dataclass(frozen=True)
@@ -127,11 +132,10 @@ class MatcherProcessor:
             queries += each if upload.video else [upload]
         found = iter(self.search(queries))
         near = iter(self._near_videos([u.video for u in uploads if u.video is not None]))
-        faces = self._faces(uploads)
         results: list[Result] = []
-        for upload, each, face in zip(uploads, frames, faces, strict=True):
+        for upload, each in zip(uploads, frames, strict=True):
             if upload.video is None:
-                matches = self.matches(upload, replace(next(found), faces=face))
+                matches = self.matches(upload, next(found))
             else:
                 by_frame = [next(found) for _ in each]
                 matches = self._video_matches(upload, each, by_frame, next(near))
@@ -150,22 +154,23 @@ class MatcherProcessor:
                 vectors[n] if q.keypoints else vectors[n][:0] for n, q in enumerate(queries)
             ]
             nearest = self._registry.nearest(with_keypoints, self._shortlist.entries)
+            faces = self._faces(queries)
         with self._metrics.stage_seconds.labels("verify").time():
             agreeing = [
                 self._verified(query, candidates, pdq)
                 for query, candidates, pdq in zip(queries, nearest, near, strict=True)
             ]
         return [
-            Found(pdq, embedding, keypoints)
-            for pdq, embedding, keypoints in zip(near, similar, agreeing, strict=True)
+            Found(pdq, embedding, keypoints, face)
+            for pdq, embedding, keypoints, face in zip(near, similar, agreeing, faces, strict=True)
         ]
 
-    def _faces(self, uploads: list[MediaHashed]) -> list[list[tuple[int, Entry, float]]]:
-        """The registered faces near each upload's faces, if any bank has faces on."""
+    def _faces(self, queries: Sequence[Query]) -> list[list[tuple[int, Entry, float]]]:
+        """The registered faces near each query's faces, if any bank has faces on."""
         threshold = self._policies.lowest_face_threshold()
         if threshold is None:
-            return [[] for _ in uploads]
-        faces = [faces_of([face.embedding for face in upload.faces]) for upload in uploads]
+            return [[] for _ in queries]
+        faces = [faces_of([face.embedding for face in query.faces]) for query in queries]
         return self._registry.faces(faces, threshold)
 
     def _verified(
@@ -202,10 +207,7 @@ class MatcherProcessor:
     def matches(self, hashed: MediaHashed, found_by: Found) -> list[Match]:
         """Every (entry, signal) an image upload matches under its bank's policy."""
         found = self._exact(hashed, self._registry) + self.perceptual(hashed, found_by)
-        faces = self._by_faces(hashed, found_by.faces)
-        if faces:  # name each image entry's subject, so the policy can see them agree
-            found = [self._with_subject(match) for match in found] + faces
-        return sorted(found, key=lambda m: (m.bank, m.entry_id, m.signal))
+        return self._named(found, self._by_faces(hashed, found_by.faces))
 
     def _video_matches(
         self,
@@ -222,12 +224,25 @@ class MatcherProcessor:
         matches = self._exact(hashed, self._registry)
         if self._videos is not None:
             matches += self._exact(hashed, self._videos)
-        per_frame = [self.perceptual(frame, by) for frame, by in zip(frames, found, strict=True)]
-        return [
-            *matches,
-            *photo_matches(frames, per_frame),
-            *vpdq_matches(hashed.video, near, self._policies),
+        per_frame = [
+            self.perceptual(frame, by) + self._by_faces(frame, by.faces)
+            for frame, by in zip(frames, found, strict=True)
         ]
+        in_frames = photo_matches(frames, per_frame)
+        shown = [m for m in in_frames if m.signal != "face"]
+        faces = [m for m in in_frames if m.signal == "face"]
+        return self._named(
+            [*matches, *shown, *vpdq_matches(hashed.video, near, self._policies)], faces
+        )
+
+    def _named(self, found: list[Match], faces: list[Match]) -> list[Match]:
+        """``found`` and ``faces``, sorted; beside a face match, every match names its subject.
+
+        So the policy can see a face and an image (or video) of the same child agree.
+        """
+        if faces:
+            found = [self._with_subject(match) for match in found] + faces
+        return sorted(found, key=lambda m: (m.bank, m.entry_id, m.signal))
 
     def _near_videos(self, videos: list[VideoHashed]) -> list[list[dict[Entry, int]]]:
         if self._videos is None or not videos:
@@ -282,7 +297,7 @@ class MatcherProcessor:
                 found.append(_match(entry, "keypoints", max(0, 256 - count)))
         return found
 
-    def _by_faces(self, hashed: MediaHashed, hits: list[tuple[int, Entry, float]]) -> list[Match]:
+    def _by_faces(self, hashed: Query, hits: list[tuple[int, Entry, float]]) -> list[Match]:
         """Face entries matched: in a bank with faces on, at its threshold or closer.
 
         A bank asking for agreement (``face_agreement`` > 1) needs the upload's face to match
@@ -317,7 +332,10 @@ class MatcherProcessor:
         ]
 
     def _with_subject(self, match: Match) -> Match:
-        subject = self._registry.subject_of(Entry(match.entry_id, match.bank))
+        entry = Entry(match.entry_id, match.bank)
+        subject = self._registry.subject_of(entry)
+        if subject is None and self._videos is not None:
+            subject = self._videos.subject_of(entry)
         return match.model_copy(update={"subject": subject}) if subject else match
 
     def _by_embedding(

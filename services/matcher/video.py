@@ -9,8 +9,8 @@ with it every image upload, does not grow with them. A video upload is matched t
   within its ``pdq_threshold`` of some frame of the entry (any of a frame's hashes counts: as is,
   mirrored, or its content without bars);
 - against registered **photos** frame by frame, each sampled frame searched as an image would be
-  (PDQ of it and its content views; embedding and keypoints for key frames): any frame that
-  matches a photo is enough.
+  (PDQ of it and its content views; embedding, keypoints and faces for key frames): any frame
+  that matches a photo (or a registered face) is enough.
 
 Each match lists when (seconds into the upload) the matching frames were shown.
 """
@@ -25,7 +25,7 @@ from services.matcher.delta import codes_of
 from services.matcher.generation import Entry, Member
 from services.matcher.registry import Registry
 from services.shared.banks import BankBook
-from services.shared.schemas import EntryRegistered, Match, VideoFrame, VideoHashed
+from services.shared.schemas import EntryRegistered, FaceSeen, Match, VideoFrame, VideoHashed
 from services.shared.vpdq import QUALITY_THRESHOLD, parse_compact
 
 MAX_TIMESTAMPS = 64  # listed per match (Match.timestamps)
@@ -40,11 +40,19 @@ class FrameQuery:
     embeddings: list[str] = field(default_factory=list)
     keypoints: str | None = None
     timestamp: float = 0.0
+    faces: list[FaceSeen] = field(default_factory=list)
 
     @classmethod
     def of(cls, frame: VideoFrame) -> FrameQuery:
         """The query for a frame."""
-        return cls(frame.pdq, frame.quality, frame.embeddings, frame.keypoints, frame.timestamp)
+        return cls(
+            frame.pdq,
+            frame.quality,
+            frame.embeddings,
+            frame.keypoints,
+            frame.timestamp,
+            frame.faces,
+        )
 
 
 def is_video(registration: EntryRegistered) -> bool:
@@ -69,6 +77,7 @@ def video_member(registration: EntryRegistered) -> Member:
         codes_of(list(kept)),
         signals.sha256,
         signals.md5,
+        subject=registration.subject,
     )
 
 

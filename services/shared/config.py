@@ -153,7 +153,7 @@ class MediaSettings(BaseSettings):
         return self
 
 
-_FRAME_BYTES, _KEY_FRAME_BYTES, _RECORD_BUDGET = 480, 27_000, 900_000
+_FRAME_BYTES, _KEY_FRAME_BYTES, _RECORD_BUDGET = 480, 35_000, 900_000
 
 
 class VideoSettings(BaseSettings):
@@ -194,7 +194,7 @@ class VideoSettings(BaseSettings):
         """Refuse caps whose hashed video could outgrow a Kafka record (1 MB by default).
 
         A hashed frame takes up to about 480 bytes on the wire, a key frame's embeddings and
-        keypoints about 27 KB more.
+        keypoints about 27 KB more, and its faces up to 8 KB (16 faces of ~500 B).
         """
         size = self.max_hashed_frames * _FRAME_BYTES + self.key_frames * _KEY_FRAME_BYTES
         if size > _RECORD_BUDGET:

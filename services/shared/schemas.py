@@ -196,6 +196,12 @@ class VideoFrame(Schema):
     keypoints: KeypointsText | None = Field(
         default=None, description="ORB keypoints of the frame (key frames only)."
     )
+    faces: list[FaceSeen] = Field(
+        default_factory=list,
+        max_length=16,
+        description="The largest faces on the frame, boxes in its pixels (key frames only, when "
+        "ingest looks for faces): a face-swapped video is found by its faces.",
+    )
 
 
 class VideoHashed(Schema):

@@ -15,9 +15,11 @@ from PIL import Image
 
 from services.bench.face_data import sdist_portraits
 from services.bench.face_swap import paste_face
+from services.bench.video_media import encode, slideshow
 from services.ingest.decoding import decode
 from services.ingest.faces import FaceModels
 from tests.integration.test_registry_admin import eraser_cli
+from tests.integration.test_video import VIDEO_ENV
 
 CACHE = Path(__file__).parents[2] / ".cache" / "test-faces"
 BANKS = {"kids": {"faces": True}}
@@ -135,3 +137,36 @@ def test_faces_are_refused_by_a_bank_without_faces_and_never_exported_by_default
         eraser_cli(eraser, "export", "--bank", "kids", "--format", "csv", "--with-faces").returncode
         == 2
     )
+
+
+def test_a_registered_face_is_found_in_a_video_and_named_with_when_it_was_shown(
+    make_eraser, tmp_path
+):
+    photos = sdist_portraits(CACHE)
+    eraser = make_eraser(banks=BANKS, env=VIDEO_ENV)
+    (tmp_path / "obama.jpg").write_bytes(photos["obama"].data)
+    registered = eraser_cli(
+        eraser, "register", "--bank", "kids", "--faces", str(tmp_path / "obama.jpg")
+    )
+    assert registered.returncode == 0, registered.stderr
+    faces = {line.split("\t")[0] for line in registered.stdout.splitlines() if line[-4:] == "face"}
+
+    def shown(*names: str) -> bytes:  # 3 s per photograph, fitted into 16:9 with bars
+        pictures = [Image.open(io.BytesIO(photos[name].data)).convert("RGB") for name in names]
+        return encode(slideshow(pictures, 3.0, 10, "static", (854, 480)), 10)
+
+    verdicts = _verdicts(
+        eraser,
+        {
+            # another photograph of him, shown second: his face, never this photograph
+            "with-him": shown("biden", "impostor_1", "person_a_2"),
+            "without-him": shown("biden", "person_a_2", "person_b_2"),
+        },
+    )
+    matches = verdicts["with-him"].matches
+    assert {(m.signal, m.entry_id in faces) for m in matches} == {("face", True)}, matches
+    assert all(3.0 <= t < 6.0 for m in matches for t in m.timestamps), "he is on at 3-6 s"
+    assert all(m.face is not None and m.face.similarity >= 0.45 for m in matches)
+    assert verdicts["without-him"].verdict == "clean", verdicts["without-him"].matches
+    eraser.wait_for_actions(1, timeout_s=30)
+    assert {(a.content_id, a.action) for a in eraser.actions} == {("with-him", "review")}

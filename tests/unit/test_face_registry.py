@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -18,9 +20,13 @@ from services.shared.schemas import (
     FaceBox,
     FaceSeen,
     Signals,
+    VerdictIssued,
+    VideoFrame,
+    VideoHashed,
     embedding_to_text,
+    new_event,
 )
-from tests.unit.test_matcher import hashed
+from tests.unit.test_matcher import BASE, flip, hashed
 
 
 def unit(vector):
@@ -131,4 +137,27 @@ def test_image_matches_carry_their_subject_when_a_face_matched(people):
         ("f1", "face", "child-1"),
         ("p1", "sha256", "child-1"),
         ("p2", "sha256", None),
+    }
+
+
+def test_a_face_on_a_video_key_frame_matches_and_says_when_it_was_shown(people):
+    registry = Registry()
+    registry.register(face_entry("f1", people[0]))
+    registry.register(photo_entry("p1"))
+
+    def frame(number, *vectors):
+        faces = upload_with(*vectors).faces
+        return VideoFrame(number=number, timestamp=number / 10, quality=90,
+                          pdq=[flip(BASE, 100 + number)] * 2, faces=faces)  # fmt: skip
+
+    frames = [frame(0), frame(10, people[1]), frame(20, near(people[0], 0.7)), frame(30)]
+    video = VideoHashed(
+        frame_rate=10, frames_decoded=40, duration_s=4, seconds_per_hash=1, frames=frames
+    )
+    upload = hashed().model_copy(update={"pdq": [], "video": video, "sha256": "ab" * 32})
+    (result,) = matcher(registry).process([new_event(upload, id="u", source="t")])
+    verdict = VerdictIssued.model_validate(json.loads(result[0].value)["data"])
+    assert {(m.entry_id, m.signal, m.subject, tuple(m.timestamps)) for m in verdict.matches} == {
+        ("f1", "face", "child-1", (2.0,)),  # the face on the frame shown at 2 s
+        ("p1", "sha256", "child-1", ()),  # named, so the policy sees the two agree
     }
