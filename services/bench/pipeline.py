@@ -38,7 +38,7 @@ from services.ingest.decoding import decode
 from services.ingest.hashing import digests
 from services.ingest.signals import DECODE_SIDE, SignalModels, image_signals
 from services.matcher.building import bulk
-from services.pipeline import Pipeline, instances
+from services.pipeline import Pipeline, http_ports, instances
 from services.shared.schemas import UploadReceived
 from services.streams import EventReader
 
@@ -318,11 +318,7 @@ def deploy(
     }
     deployment = Deployment(bootstrap, folder, env=env, partitions=6)
     deployment.pipeline = Pipeline(deployment.env, instances(processes), log_dir=folder)
-    names = {
-        name: ports[name.partition("-")[0]] + (int(name.partition("-")[2] or 1) - 1)
-        for name in instances(processes)
-    }
-    return deployment, names
+    return deployment, http_ports(instances(processes), deployment.env)
 
 
 def wait_ready(ports: list[int], timeout_s: float = 600) -> None:
