@@ -9,7 +9,9 @@ from services.ingest.handler import IngestProcessor
 from services.ingest.signals import SignalModels
 from services.ingest.video_signals import VideoIngest
 from services.shared import logging as eraser_logging
+from services.shared.banks import BankBook
 from services.shared.config import IngestSettings
+from services.shared.follower import TopicFollower
 from services.shared.metrics import IngestMetrics
 from services.shared.service import load_settings, run_service, stop_on_signals
 
@@ -19,6 +21,22 @@ def main() -> int:
     eraser_logging.configure("ingest")
     settings = load_settings(IngestSettings)
     metrics = IngestMetrics()
+    stop = stop_on_signals()
+    failures: list[BaseException] = []
+
+    def fail(error: BaseException) -> None:
+        failures.append(error)
+        stop.set()
+
+    # Which banks hold faces: while none does, no upload is searched for faces.
+    banks = BankBook(settings.policies)
+    follower = TopicFollower(
+        kafka=settings.kafka,
+        topic=settings.topics.banks,
+        apply=banks.apply,
+        stop=stop,
+        on_failure=fail,
+    ).start()
     # Keypoints are checked only against entries the embedding shortlists: without embeddings
     # they would cost time and bytes for nothing.
     models = SignalModels.load(
@@ -34,16 +52,19 @@ def main() -> int:
         metrics,
         models,
         video,
+        faces_wanted=lambda: banks.lowest_face_threshold() is not None,
     )
-    return run_service(
+    code = run_service(
         service="ingest",
         settings=settings,
         processor=processor,
         metrics=metrics,
         input_topics=[settings.topics.uploads],
         dlq_topic=settings.topics.ingest_dlq,
-        stop=stop_on_signals(),
+        stop=stop,
+        before_consuming=follower.wait_until_caught_up,
     )
+    return 1 if failures else code
 
 
 if __name__ == "__main__":

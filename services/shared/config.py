@@ -267,12 +267,14 @@ class IngestSettings(ServiceSettings):
         default=True, description="Compute ORB keypoints for geometric verification (a few ms)."
     )
     faces: bool = Field(
-        default=True, description="Find faces and embed them, for banks with faces on."
+        default=True,
+        description="Find faces and embed them while some bank has faces on (none: no face work).",
     )
     max_faces: int = Field(
         default=5, ge=1, le=16, description="Faces embedded per upload: the largest ones."
     )
     video: VideoSettings = Field(default_factory=VideoSettings, validate_default=True)
+    policies: PolicySettings = Field(default_factory=PolicySettings)
 
     @field_validator("media")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 from pathlib import Path
 
@@ -13,8 +14,13 @@ from PIL import Image
 from services.bench.face_data import sdist_portraits
 from services.ingest import faces as face_module
 from services.ingest.faces import FaceModels, faces_seen
+from services.ingest.fetching import MediaFetcher
+from services.ingest.handler import IngestProcessor
 from services.ingest.signals import SignalModels
 from services.registrar import FaceChoiceError, face_entries, measure
+from services.shared.config import MediaSettings, TopicSettings
+from services.shared.metrics import IngestMetrics
+from services.shared.schemas import UploadReceived, new_event
 
 CACHE = Path(__file__).parents[2] / ".cache" / "test-faces"
 
@@ -100,3 +106,23 @@ def _flat():
     buffer = io.BytesIO()
     Image.new("RGB", (300, 300), (90, 140, 200)).save(buffer, "PNG")
     return buffer.getvalue()
+
+
+def test_ingest_looks_for_faces_only_while_some_bank_holds_faces(photos):
+    wanted = [False]
+    processor = IngestProcessor(
+        TopicSettings(),
+        MediaFetcher(MediaSettings()),
+        64_000_000,
+        IngestMetrics(),
+        SignalModels(faces=FaceModels()),
+        faces_wanted=lambda: wanted[0],
+    )
+    upload = UploadReceived(
+        content_id="c-1", media_b64=base64.b64encode(photos["obama"].data).decode()
+    )
+    event = new_event(upload, id="u-1", source="test")
+    assert processor.scan(event).faces == []
+    wanted[0] = True  # a bank turned faces on
+    (face,) = processor.scan(event).faces
+    assert face.box.width > 50
