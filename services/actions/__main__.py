@@ -6,11 +6,10 @@ import sys
 
 from services.actions.handler import ActionsProcessor, RecentIds
 from services.shared import logging as eraser_logging
-from services.shared.banks import BankBook
+from services.shared.banks import followed_banks
 from services.shared.config import ActionsSettings
-from services.shared.follower import TopicFollower
 from services.shared.metrics import ActionsMetrics
-from services.shared.service import load_settings, run_service, stop_on_signals
+from services.shared.service import Stopping, load_settings, run_service
 
 
 def main() -> int:
@@ -18,21 +17,12 @@ def main() -> int:
     eraser_logging.configure("actions")
     settings = load_settings(ActionsSettings)
     metrics = ActionsMetrics()
-    stop = stop_on_signals()
-    failures: list[BaseException] = []
+    stopping = Stopping()
+    stop, fail = stopping.event, stopping.fail
 
-    def fail(error: BaseException) -> None:
-        failures.append(error)
-        stop.set()
-
-    banks = BankBook(settings.policies)
-    follower = TopicFollower(
-        kafka=settings.kafka,
-        topic=settings.topics.banks,
-        apply=banks.apply,
-        stop=stop,
-        on_failure=fail,
-    ).start()
+    banks, follower = followed_banks(
+        settings.kafka, settings.topics.banks, settings.policies, stop, fail
+    )
     processor = ActionsProcessor(
         settings.topics,
         banks,
@@ -51,7 +41,7 @@ def main() -> int:
         stop=stop,
         before_consuming=follower.wait_until_caught_up,
     )
-    return 1 if failures else code
+    return 1 if stopping.failures else code
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ import numpy as np
 
 from services.bench import dataset, video_corpus, vpdq_conformance
 from services.bench.video_corpus import Video
-from services.ingest.hashing import digests
 from services.ingest.signals import SignalModels
 from services.ingest.video import VideoDecoder, VideoLimits, container_of
 from services.ingest.video_signals import UploadPlan, reference_frames, scan_upload
@@ -151,20 +150,7 @@ def _scan(video: Video) -> Scanned:
     except Exception as error:  # recorded: the report names every upload that failed
         return Scanned(video, None, 0.0, 0.0, 0, str(error))
     cpu = time.process_time() - started
-    files = digests(data)
-    hashed = MediaHashed(
-        upload_id=video.name,
-        content_id=video.name,
-        uploaded_at=now(),
-        sha256=files.sha256,
-        md5=files.md5,
-        pdq=[],
-        pdq_quality=scan.best_quality,
-        width=scan.width,
-        height=scan.height,
-        format=scan.label,
-        video=scan.hashed,
-    )
+    hashed = scan.media(video.name, video.name, now(), data)
     return Scanned(video, hashed, cpu, scan.hashed.duration_s, scan.height)
 
 

@@ -9,11 +9,10 @@ from services.ingest.handler import IngestProcessor
 from services.ingest.signals import SignalModels
 from services.ingest.video_signals import VideoIngest
 from services.shared import logging as eraser_logging
-from services.shared.banks import BankBook
+from services.shared.banks import followed_banks
 from services.shared.config import IngestSettings
-from services.shared.follower import TopicFollower
 from services.shared.metrics import IngestMetrics
-from services.shared.service import load_settings, run_service, stop_on_signals
+from services.shared.service import Stopping, load_settings, run_service
 
 
 def main() -> int:
@@ -21,22 +20,13 @@ def main() -> int:
     eraser_logging.configure("ingest")
     settings = load_settings(IngestSettings)
     metrics = IngestMetrics()
-    stop = stop_on_signals()
-    failures: list[BaseException] = []
-
-    def fail(error: BaseException) -> None:
-        failures.append(error)
-        stop.set()
+    stopping = Stopping()
+    stop, fail = stopping.event, stopping.fail
 
     # Which banks hold faces: while none does, no upload is searched for faces.
-    banks = BankBook(settings.policies)
-    follower = TopicFollower(
-        kafka=settings.kafka,
-        topic=settings.topics.banks,
-        apply=banks.apply,
-        stop=stop,
-        on_failure=fail,
-    ).start()
+    banks, follower = followed_banks(
+        settings.kafka, settings.topics.banks, settings.policies, stop, fail
+    )
     # Keypoints are checked only against entries the embedding shortlists: without embeddings
     # they would cost time and bytes for nothing.
     models = SignalModels.load(
@@ -64,7 +54,7 @@ def main() -> int:
         stop=stop,
         before_consuming=follower.wait_until_caught_up,
     )
-    return 1 if failures else code
+    return 1 if stopping.failures else code
 
 
 if __name__ == "__main__":

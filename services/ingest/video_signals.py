@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 
@@ -67,6 +68,25 @@ class VideoScan:
         """The highest PDQ quality of any hashed frame."""
         return max(frame.quality for frame in self.hashed.frames)
 
+    def media(
+        self, upload_id: str, content_id: str, uploaded_at: datetime, data: bytes
+    ) -> MediaHashed:
+        """The hashes-topic record of this scan of the video ``data``."""
+        files = digests(data)
+        return MediaHashed(
+            upload_id=upload_id,
+            content_id=content_id,
+            uploaded_at=uploaded_at,
+            sha256=files.sha256,
+            md5=files.md5,
+            pdq=[],
+            pdq_quality=self.best_quality,
+            width=self.width,
+            height=self.height,
+            format=self.label,
+            video=self.hashed,
+        )
+
 
 @dataclass(frozen=True)
 class UploadPlan:
@@ -105,20 +125,7 @@ class VideoIngest:
         scan = scan_upload(data, container, self._limits, self._plan, models)
         self._metrics.video_cpu_seconds.inc(time.process_time() - started)
         self._metrics.video_decoded_seconds.inc(scan.hashed.duration_s)
-        files = digests(data)
-        return MediaHashed(
-            upload_id=event.id,
-            content_id=event.data.content_id,
-            uploaded_at=event.time,
-            sha256=files.sha256,
-            md5=files.md5,
-            pdq=[],
-            pdq_quality=scan.best_quality,
-            width=scan.width,
-            height=scan.height,
-            format=scan.label,
-            video=scan.hashed,
-        )
+        return scan.media(event.id, event.data.content_id, event.time, data)
 
 
 def scan_upload(

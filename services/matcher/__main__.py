@@ -21,7 +21,7 @@ from services.shared.banks import BankBook
 from services.shared.config import MatcherSettings
 from services.shared.follower import TopicFollower
 from services.shared.metrics import MatcherMetrics
-from services.shared.service import load_settings, run_service, stop_on_signals
+from services.shared.service import Stopping, load_settings, run_service
 
 # Readiness tolerates the index trailing the registry this long (bursts of registrations); the
 # EraserIndexStale alert uses the same bound.
@@ -34,12 +34,8 @@ def main() -> int:
     settings = load_settings(MatcherSettings)
     metrics = MatcherMetrics()
     metrics.init_matches(settings.policies.banks)
-    stop = stop_on_signals()
-    failures: list[BaseException] = []
-
-    def fail(error: BaseException) -> None:
-        failures.append(error)
-        stop.set()
+    stopping = Stopping()
+    stop, fail = stopping.event, stopping.fail
 
     snapshot = load_latest(settings.snapshot_dir, settings.snapshot_max_age_s)
     registry = Registry(
@@ -91,7 +87,7 @@ def main() -> int:
         ready_when=[("the index is not in step with the registry", in_step)],
         before_consuming=replayed,
     )
-    return 1 if failures else code
+    return 1 if stopping.failures else code
 
 
 def _follow(

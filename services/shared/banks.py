@@ -1,18 +1,20 @@
 """The bank policies in force: those published on the banks topic, over ERASER_BANKS defaults.
 
-Read by the matcher (thresholds, quality floors, enabled) and the actions service (actions,
-negative banks); kept current by following the banks topic, so every replica agrees.
+Read by ingest (whether any bank holds faces), the matcher (thresholds, quality floors, enabled)
+and the actions service (actions, negative banks); kept current by following the banks topic, so
+every replica agrees.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from kafka.consumer.fetcher import ConsumerRecord
 
-from services.shared.config import PolicySettings
+from services.shared.config import KafkaSettings, PolicySettings
 from services.shared.errors import PoisonError
-from services.shared.follower import log_rejected
+from services.shared.follower import TopicFollower, log_rejected
 from services.shared.schemas import BankConfigured, BankPolicy, parse_event
 
 
@@ -85,3 +87,18 @@ class BankBook:
             return
         with self._lock:
             self._configured[name] = configured
+
+
+def followed_banks(
+    kafka: KafkaSettings,
+    topic: str,
+    defaults: PolicySettings,
+    stop: threading.Event,
+    on_failure: Callable[[BaseException], None],
+) -> tuple[BankBook, TopicFollower]:
+    """A bank book kept current from ``topic`` by a follower, started."""
+    banks = BankBook(defaults)
+    follower = TopicFollower(
+        kafka=kafka, topic=topic, apply=banks.apply, stop=stop, on_failure=on_failure
+    ).start()
+    return banks, follower

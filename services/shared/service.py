@@ -50,6 +50,22 @@ def stop_on_signals() -> threading.Event:
     return stop
 
 
+class Stopping:
+    """When a service stops: on SIGTERM or SIGINT, or when a background thread fails.
+
+    ``event`` is set either way; ``failures`` holds what failed, so the process exits 1.
+    """
+
+    def __init__(self) -> None:
+        self.event = stop_on_signals()
+        self.failures: list[BaseException] = []
+
+    def fail(self, error: BaseException) -> None:
+        """Record a background thread's failure and stop the service."""
+        self.failures.append(error)
+        self.event.set()
+
+
 def run_service(
     *,
     service: str,

@@ -47,20 +47,7 @@ def models() -> SignalModels:
 
 def upload(data: bytes) -> MediaHashed:
     scan = scan_upload(data, container_of(data), VideoLimits(), UploadPlan(), models())
-    files = digests(data)
-    return MediaHashed(
-        upload_id=f"up-{files.sha256[:8]}",
-        content_id="c",
-        uploaded_at=T,
-        sha256=files.sha256,
-        md5=files.md5,
-        pdq=[],
-        pdq_quality=scan.best_quality,
-        width=scan.width,
-        height=scan.height,
-        format=scan.label,
-        video=scan.hashed,
-    )
+    return scan.media(f"up-{digests(data).sha256[:8]}", "c", T, data)
 
 
 class Matcher:
