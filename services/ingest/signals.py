@@ -22,7 +22,7 @@ from services.ingest.faces import Face, FaceModels
 from services.ingest.hashing import pdq, pdq_dihedral
 from services.ingest.keypoints import KeypointExtractor
 from services.ingest.tiles import collage_tiles
-from services.ingest.trimming import content_views
+from services.ingest.trimming import content_views, grey
 from services.shared.keypoints import Keypoints
 
 MIRRORED = 5  # the position of the left-right mirror in pdqhash's rotations/flips
@@ -98,40 +98,32 @@ def image_signals(
 ) -> ImageSignals:
     """The signals of an upload: the whole image, its content without borders, a collage's tiles.
 
+    PDQ of the image's 8 rotations/flips, then (upright, mirrored) of each content view; views,
+    tiles and embeddings come from the image at most ``VIEW_SIDE`` pixels a side.
     ``stored_colours``, a transparent image's colour channels as stored, add their PDQ: what a
     partner's hash list holds for the image.
     """
     clock = _Clock(timings)
-    hashes, quality, views = pdq_views(pixels, stored_colours, clock)
-    cut = collage_tiles(views[0])
-    tiles = [pdq(tile)[0] for tile in cut]
-    clock.lap("collage tiles")
-    embeddings, keypoints = learned_signals([*views, *cut], models, clock)
-    faces = models.faces.faces(pixels, models.max_faces) if models.faces is not None else []
-    clock.lap("faces")
-    return ImageSignals((*hashes, *tiles), quality, embeddings, keypoints, tuple(faces), len(tiles))
-
-
-def pdq_views(
-    pixels: np.ndarray, stored_colours: np.ndarray | None = None, clock: _Clock | None = None
-) -> tuple[list[str], int, list[np.ndarray]]:
-    """PDQ of the image's 8 rotations/flips, then (upright, mirrored) of each content view.
-
-    Also the image's PDQ quality, and the views the other signals are computed from: the image
-    at most ``VIEW_SIDE`` pixels a side, then its content without added borders.
-    """
-    clock = clock or _Clock(None)
     whole = pdq_dihedral(pixels)
     hashes = list(whole.dihedral)
     if stored_colours is not None:
         hashes += _upright_and_mirrored(stored_colours)
     clock.lap("pdq")
     small = thumbnail(pixels)  # views and embeddings need no more detail than this
-    views = [small, *content_views(small)]
+    shade = grey(small)  # trimming and collage detection look at brightness only
+    views = [small, *content_views(small, shade)]
     for content in views[1:]:
         hashes += _upright_and_mirrored(content)
     clock.lap("trimmed pdq")
-    return hashes, whole.quality, views
+    cut = collage_tiles(small, shade)
+    tiles = [pdq(tile)[0] for tile in cut]
+    clock.lap("collage tiles")
+    embeddings, keypoints = learned_signals([*views, *cut], models, clock)
+    faces = models.faces.faces(pixels, models.max_faces) if models.faces is not None else []
+    clock.lap("faces")
+    return ImageSignals(
+        (*hashes, *tiles), whole.quality, embeddings, keypoints, tuple(faces), len(tiles)
+    )
 
 
 def learned_signals(

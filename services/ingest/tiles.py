@@ -15,6 +15,7 @@ import itertools
 
 import numpy as np
 
+from services.ingest import trimming
 from services.ingest.trimming import peeled_box
 
 GRIDS = (2, 3)
@@ -25,9 +26,12 @@ _SEAM_SHARE = 0.6  # of the line's length that must jump (the rest may be alike 
 _MIN_TILE = 48  # px: smaller tiles hold too little for a hash
 
 
-def collage_tiles(pixels: np.ndarray) -> list[np.ndarray]:
-    """The tiles of the finest 2x2 or 3x3 grid the image shows seams for; none if it shows none."""
-    grey = pixels.astype(np.float32).mean(axis=2)
+def collage_tiles(pixels: np.ndarray, shade: np.ndarray | None = None) -> list[np.ndarray]:
+    """The tiles of the finest 2x2 or 3x3 grid the image shows seams for; none if it shows none.
+
+    ``shade``: the image's grey (``trimming.grey``), if the caller has it already.
+    """
+    grey = trimming.grey(pixels) if shade is None else shade
     usual = float(np.median(np.abs(grey[2::3, ::3] - grey[:-2:3, ::3]))) + 1.0  # a sample
     for grid in sorted(GRIDS, reverse=True):
         rows = _seams(grey, grid, usual)

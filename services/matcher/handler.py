@@ -191,8 +191,9 @@ class MatcherProcessor:
             ):
                 continue  # a PDQ match strong enough to act on: keypoints would add nothing
             registered = self._registry.keypoints_of(entry)
-            count = agreeing_keypoints(upload, registered) if registered else 0
-            if count >= policy.agreement_keypoint_threshold:  # ``perceptual`` decides if enough
+            needed = policy.agreement_keypoint_threshold  # ``perceptual`` decides if enough
+            count = agreeing_keypoints(upload, registered, needed) if registered else 0
+            if count >= needed:
                 agreeing[entry] = count
         return agreeing
 

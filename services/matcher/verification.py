@@ -28,12 +28,16 @@ _MIN_PAIRS = 6
 _RANSAC_ITERATIONS = 500
 
 
-def agreeing_keypoints(upload: Keypoints, entry: Keypoints) -> int:
-    """How many keypoints of ``upload`` map onto ``entry``'s under one similarity transform."""
-    if len(upload) < _MIN_PAIRS or len(entry) < _MIN_PAIRS:
+def agreeing_keypoints(upload: Keypoints, entry: Keypoints, needed: int = _MIN_PAIRS) -> int:
+    """How many keypoints of ``upload`` map onto ``entry``'s under one similarity transform.
+
+    0 whenever fewer than ``needed`` could: with fewer pairs than that, no transform is sought.
+    """
+    needed = max(needed, _MIN_PAIRS)
+    if len(upload) < needed or len(entry) < needed:
         return 0
     near, source = _paired(upload, entry)
-    if len(source) < _MIN_PAIRS:
+    if len(source) < needed:
         return 0
     target = entry.positions[near]
     cv2.setRNGSeed(0)  # the same upload gets the same answer, replayed after a crash or not

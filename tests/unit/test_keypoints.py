@@ -111,3 +111,12 @@ def test_a_registration_with_keypoints_needs_an_embedding_to_be_shortlisted(extr
         Signals(keypoints=text)
     with pytest.raises(ValidationError):
         Signals(pdq=["0" * 64], keypoints="A" * 24_004)  # over 500 records
+
+
+def test_asking_for_more_agreement_than_there_is_gives_zero_and_never_changes_a_count(extractor):
+    original = keypoints_of(extractor, photo("chelsea.png"))
+    copy = keypoints_of(extractor, stickered(photo("chelsea.png")))
+    agreeing = agreeing_keypoints(copy, original)
+    assert agreeing >= 2 * MATCH
+    assert agreeing_keypoints(copy, original, needed=agreeing) == agreeing
+    assert agreeing_keypoints(copy, original, needed=len(original) + 1) == 0
