@@ -9,7 +9,8 @@ from 512 px to 12 MP, passed by ``file://`` reference. The registry holds a 1M-e
 Three measurements: the ceiling (decode and compute every signal, nothing else, with the same
 number of processes and the same files); the pipeline's maximum throughput (all uploads
 published at once, timed to the last verdict); and latency at a fixed offered rate, half the
-maximum by default. With ``--soak-seconds`` the fixed rate runs that long while RSS is sampled.
+maximum by default, for ``--seconds`` (600 for the ten-minute memory check), sampling RSS
+every 10 s.
 """
 
 from __future__ import annotations
