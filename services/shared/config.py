@@ -47,6 +47,10 @@ class KafkaSettings(BaseSettings):
     # Sets the latency of each hop: the broker answers a fetch after at most this long.
     fetch_max_wait_ms: int = Field(default=10, ge=0)
     request_timeout_ms: int = Field(default=30_000, ge=1_000)
+    # Offsets are committed at most this often (and always before partitions go and at a clean
+    # stop): a crash replays at most this much more, with the same event ids, while a commit per
+    # batch cost a broker round trip for every few records.
+    commit_interval_ms: int = Field(default=500, ge=0)
     # How long producing may block: send() waiting for metadata or buffer space, and the consume
     # loop's flush waiting for acknowledgements. Past it the batch fails without a commit.
     produce_timeout_ms: int = Field(default=30_000, ge=1_000)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol
 
@@ -135,6 +135,8 @@ class ConsumeLoop(Generic[DataT]):
         health: Health,
         stop: threading.Event,
         flush_timeout_s: float,
+        commit_interval_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._service = service
         self._consumer = consumer
@@ -146,6 +148,10 @@ class ConsumeLoop(Generic[DataT]):
         self._health = health
         self._stop = stop
         self._flush_timeout_s = flush_timeout_s
+        self._commit_interval_s = commit_interval_s
+        self._clock = clock
+        self._committed_at = float("-inf")
+        self._processed_since_commit = False
         self._pending = PendingOffsets()
         self._probe = Probe(consumer, self._topics, metrics, health)
 
@@ -162,8 +168,10 @@ class ConsumeLoop(Generic[DataT]):
                 if records:
                     started = time.perf_counter()
                     self._flush(self._handle(records))
-                    self._commit(records)
+                    self._pending.advance(records)
+                    self._processed_since_commit = True
                     self._metrics.batch_seconds.observe(time.perf_counter() - started)
+                self._commit()
                 self._health.beat()
         finally:
             self._health.stopping()
@@ -239,12 +247,19 @@ class ConsumeLoop(Generic[DataT]):
         for out, _ in sent:
             self._metrics.produced.labels(out.kind).inc()
 
-    def _commit(self, records: list[ConsumerRecord]) -> None:
-        # Asynchronous: the outputs are already acknowledged, so waiting for the commit's own
-        # round trip would only slow the next batch. If the process dies before it lands, the
-        # batch is read again (at-least-once); a clean stop commits synchronously at the end.
-        offsets = self._pending.advance(records)
-        self._consumer.commit_async(offsets, callback=self._pending.on_commit)
+    def _commit(self) -> None:
+        # After a batch, at most every ``commit_interval_s``: whatever was processed and not yet
+        # confirmed. Asynchronous: the outputs are already acknowledged, so waiting for the
+        # commit's own round trip would only slow the next batch. If the process dies before it
+        # lands, those batches are read again (at-least-once); a clean stop commits
+        # synchronously at the end.
+        now = self._clock()
+        if not self._processed_since_commit or now - self._committed_at < self._commit_interval_s:
+            return
+        offsets = self._pending.pending()
+        self._committed_at, self._processed_since_commit = now, False
+        if offsets:
+            self._consumer.commit_async(offsets, callback=self._pending.on_commit)
 
     def _close(self) -> None:
         try:

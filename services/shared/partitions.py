@@ -36,11 +36,14 @@ class PendingOffsets:
     def __init__(self) -> None:
         self._offsets: Offsets = {}
 
-    def advance(self, records: Iterable[ConsumerRecord]) -> Offsets:
-        """Note a processed batch; returns everything still to commit."""
+    def advance(self, records: Iterable[ConsumerRecord]) -> None:
+        """Note a processed batch."""
         for record in records:
             tp = TopicPartition(record.topic, record.partition)
             self._offsets[tp] = OffsetAndMetadata(record.offset + 1, "", -1)
+
+    def pending(self) -> Offsets:
+        """Everything still to commit."""
         return dict(self._offsets)
 
     def take(self, partitions: Iterable[TopicPartition] | None = None) -> Offsets:

@@ -104,6 +104,7 @@ def run_service(
             health=health,
             stop=stop,
             flush_timeout_s=settings.kafka.produce_timeout_ms / 1000,
+            commit_interval_s=settings.kafka.commit_interval_ms / 1000,
         )
         log.info(
             "consuming",

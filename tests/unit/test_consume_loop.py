@@ -382,3 +382,31 @@ def test_liveness_fails_while_an_iteration_overruns_and_recovers_with_the_next()
     # Each batch's flush overruns; the final flush while stopping is not judged.
     assert producer.liveness == [overrun, overrun, (True, "alive")]
     assert alive_at_polls == [(True, "alive")] * 4
+
+
+def test_commits_are_spaced_by_the_interval_and_the_last_batches_are_committed_when_it_ends():
+    now = [0.0]
+    batches = [
+        [record(upload(c), topic="uploads", partition=0, offset=o)]
+        for c, o in (("a", 10), ("b", 11), ("c", 12))
+    ]
+    consumer = FakeConsumer([*batches, [], []], threading.Event())
+    consumer.on_poll.append(lambda: now.__setitem__(0, now[0] + 0.3))
+    loop = ConsumeLoop(
+        service="ingest",
+        consumer=consumer,
+        producer=FakeProducer(),
+        processor=EchoProcessor(),
+        topics=["uploads"],
+        dlq_topic="dlq",
+        metrics=ServiceMetrics("test"),
+        health=Health(),
+        stop=consumer.stop,
+        flush_timeout_s=5.0,
+        commit_interval_s=1.0,
+        clock=lambda: now[0],
+    )
+    loop.run()
+    # the first batch at once; "b" and "c" inside the next second; then, with no new records,
+    # one commit of both once the second is over, and nothing left for the final commit
+    assert consumer.committed == [{0: 11}, {0: 13}]
