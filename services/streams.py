@@ -109,6 +109,12 @@ class EventReader:
             if record.value is not None
         ]
 
+    def end_offsets(self) -> dict[TopicPartition, int]:
+        """Where each partition read ends now."""
+        assigned = list(self._consumer.assignment())
+        ends: dict[TopicPartition, int] = self._consumer.end_offsets(assigned)
+        return ends
+
     def close(self) -> None:
         """Close the consumer."""
         self._consumer.close(autocommit=False)

@@ -243,6 +243,7 @@ def pipeline(
             results = _measure_pipeline(
                 bench, deployment, ports, files, rate, seconds, out, broker_pid
             )
+            results["matcher_alone"] = bench.matcher_alone(deployment)
         finally:
             deployment.close()
     results["ceiling_uploads_per_second"] = ceiling
@@ -293,6 +294,7 @@ def _measure_pipeline(
     offered_rate = rate or maximum.rate / 2
     samples: list[dict[str, int]] = []
     services = {n: p for n, p in pids.items() if n in deployment.pipeline.processes}
+    cpu_before = {name: bench.cpu_seconds(pid) for name, pid in pids.items()}
     load = bench.offered(
         driver,
         files,
@@ -300,6 +302,10 @@ def _measure_pipeline(
         seconds,
         sample=lambda: samples.append({n: _rss(p)["VmRSS"] for n, p in services.items()}),
     )
+    offered_cpu = {
+        name: (bench.cpu_seconds(pid) - cpu_before[name]) * 1000 / max(1, load.uploads)
+        for name, pid in pids.items()
+    }
     driver.close()
     peak = {name: _rss(pid)["VmHWM"] for name, pid in services.items()}
     return {
@@ -307,6 +313,7 @@ def _measure_pipeline(
         "offered": load,
         "offered_rate": offered_rate,
         "cpu_ms_per_upload": cpu,
+        "offered_cpu_ms_per_upload": offered_cpu,
         "stage_ms_per_upload": stages,
         "peak_rss_bytes": peak,
         "rss_samples": samples,
@@ -337,6 +344,7 @@ def _report_pipeline(results: dict[str, Any], json_path: Path, out: Out) -> int:
     cpu = results["cpu_ms_per_upload"]
     total_cpu = sum(cpu.values())
     samples = results["rss_samples"]
+    alone = results["matcher_alone"]
     growth = {name: _rss_growth(samples, name) for name in (samples[0] if samples else {})}
     checks = {
         "total_cpu_ms": total_cpu <= targets["total_cpu_ms"],
@@ -414,6 +422,24 @@ def _report_pipeline(results: dict[str, Any], json_path: Path, out: Out) -> int:
             "",
             "",
         ),
+        (
+            f"matcher alone, reading a backlog of {alone.uploads} hashed uploads",
+            f"{alone.uploads_per_second:.0f} /s",
+            "",
+            "",
+        ),
+        (
+            "CPU ms per upload: matcher alone (full batches)",
+            f"{alone.cpu_ms_per_upload:.1f}",
+            "",
+            "",
+        ),
+        (
+            "CPU ms per upload at the offered load: all processes",
+            f"{sum(results['offered_cpu_ms_per_upload'].values()):.1f}",
+            "",
+            "",
+        ),
         *(
             (f"stage ms per upload: {stage}", f"{ms:.1f}", "", "")
             for stage, ms in results["stage_ms_per_upload"].items()
@@ -437,7 +463,10 @@ def _report_pipeline(results: dict[str, Any], json_path: Path, out: Out) -> int:
         json_path,
         "pipeline",
         {
-            **{k: v for k, v in results.items() if k not in ("maximum", "offered")},
+            **{
+                k: v for k, v in results.items() if k not in ("maximum", "offered", "matcher_alone")
+            },
+            "matcher_alone": vars(alone),
             "maximum_uploads_per_second": maximum.rate,
             "offered_uploads_per_second": load.rate,
             "latency_ms": {

@@ -41,6 +41,7 @@ from services.ingest.signals import DECODE_SIDE, SignalModels, image_signals
 from services.matcher.building import bulk
 from services.pipeline import Pipeline, http_ports, instances
 from services.shared.schemas import UploadReceived
+from services.shared.topics import ensure_topics
 from services.streams import EventReader
 
 # (format, longer side in pixels, share of uploads): a platform's mix, by count.
@@ -338,3 +339,55 @@ def wait_ready(ports: list[int], timeout_s: float = 600) -> None:
         time.sleep(0.1)
     if pending:
         raise RuntimeError("services did not become ready")
+
+
+@dataclass(frozen=True)
+class Alone:
+    """A matcher reading a backlog: how fast, and what each upload cost it."""
+
+    uploads: int
+    uploads_per_second: float
+    cpu_ms_per_upload: float
+
+
+def matcher_alone(deployment: Deployment, timeout_s: float = 600) -> Alone:
+    """A second matcher, in a group of its own, reading every hashed upload so far at once.
+
+    In the pipeline the matcher gets uploads one or two at a time, as fast as ingest hashes them,
+    so each pays a whole poll, flush and send; this one has a backlog, so its batches are full:
+    its cost per upload is the matcher's own at its maximum. Its verdicts go to a topic of their
+    own that only this benchmark reads. Timed from its first verdict to its last.
+    """
+    topics = deployment.topics.model_copy(
+        update={"verdicts": f"{deployment.topics.verdicts}.alone"}
+    )
+    ensure_topics(deployment.kafka, topics)
+    reader = EventReader(deployment.kafka, [topics.hashes], fetch_max_wait_ms=10)
+    hashed = sum(reader.end_offsets().values())
+    reader.close()
+    env = {
+        **deployment.env,
+        "ERASER_TOPIC_VERDICTS": topics.verdicts,
+        "ERASER_MATCHER_GROUP_ID": f"{deployment.env['ERASER_MATCHER_GROUP_ID']}-alone",
+        "ERASER_MATCHER_HTTP_PORT": str(_free_port()),
+    }
+    logs = deployment.media_root.parent / "alone"
+    logs.mkdir(exist_ok=True)
+    matcher = Pipeline(env, ("matcher",), log_dir=logs)
+    verdicts = EventReader(deployment.kafka, [topics.verdicts], fetch_max_wait_ms=10)
+    try:
+        pid = matcher.start().processes["matcher"].pid
+        seen, first, deadline = 0, None, time.monotonic() + timeout_s
+        while seen < hashed and time.monotonic() < deadline:
+            arrived = len(verdicts.read_raw(timeout_ms=100))
+            if arrived and first is None:
+                first = (time.perf_counter(), cpu_seconds(pid), arrived)
+            seen += arrived
+        if first is None or seen < hashed:
+            raise RuntimeError(f"the second matcher gave {seen} of {hashed} verdicts")
+        seconds, cpu = time.perf_counter() - first[0], cpu_seconds(pid) - first[1]
+        counted = seen - first[2]
+        return Alone(seen, counted / seconds, cpu * 1000 / max(1, counted))
+    finally:
+        verdicts.close()
+        matcher.stop()
