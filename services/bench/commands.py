@@ -434,6 +434,10 @@ def _report_pipeline(results: dict[str, Any], json_path: Path, out: Out) -> int:
             "",
             "",
         ),
+        *(
+            (f"stage ms per upload: matcher alone: {stage}", f"{ms:.1f}", "", "")
+            for stage, ms in alone.stage_ms_per_upload.items()
+        ),
         (
             "CPU ms per upload at the offered load: all processes",
             f"{sum(results['offered_cpu_ms_per_upload'].values()):.1f}",

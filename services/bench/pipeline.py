@@ -348,6 +348,7 @@ class Alone:
     uploads: int
     uploads_per_second: float
     cpu_ms_per_upload: float
+    stage_ms_per_upload: dict[str, float]  # wall time, the process having a core to itself
 
 
 def matcher_alone(deployment: Deployment, timeout_s: float = 600) -> Alone:
@@ -365,11 +366,12 @@ def matcher_alone(deployment: Deployment, timeout_s: float = 600) -> Alone:
     reader = EventReader(deployment.kafka, [topics.hashes], fetch_max_wait_ms=10)
     hashed = sum(reader.end_offsets().values())
     reader.close()
+    port = _free_port()
     env = {
         **deployment.env,
         "ERASER_TOPIC_VERDICTS": topics.verdicts,
         "ERASER_MATCHER_GROUP_ID": f"{deployment.env['ERASER_MATCHER_GROUP_ID']}-alone",
-        "ERASER_MATCHER_HTTP_PORT": str(_free_port()),
+        "ERASER_MATCHER_HTTP_PORT": str(port),
     }
     logs = deployment.media_root.parent / "alone"
     logs.mkdir(exist_ok=True)
@@ -387,7 +389,10 @@ def matcher_alone(deployment: Deployment, timeout_s: float = 600) -> Alone:
             raise RuntimeError(f"the second matcher gave {seen} of {hashed} verdicts")
         seconds, cpu = time.perf_counter() - first[0], cpu_seconds(pid) - first[1]
         counted = seen - first[2]
-        return Alone(seen, counted / seconds, cpu * 1000 / max(1, counted))
+        stages = {
+            stage: total * 1000 / count for stage, (total, count) in stage_seconds(port).items()
+        }
+        return Alone(seen, counted / seconds, cpu * 1000 / max(1, counted), stages)
     finally:
         verdicts.close()
         matcher.stop()

@@ -29,7 +29,7 @@ def results(cpu=GOOD, rss=(400, 410, 405, 400, 402, 401, 404), p99_s=0.12, maxim
         "stage_ms_per_upload": {},
         "peak_rss_bytes": {"ingest": 420 * 2**20},
         "rss_samples": [{"ingest": mib * 2**20} for mib in rss],
-        "matcher_alone": Alone(1000, 250.0, 3.5),
+        "matcher_alone": Alone(1000, 250.0, 3.5, {"search": 2.0, "verify": 1.0}),
     }
 
 
