@@ -389,9 +389,7 @@ def matcher_alone(deployment: Deployment, timeout_s: float = 600) -> Alone:
             raise RuntimeError(f"the second matcher gave {seen} of {hashed} verdicts")
         seconds, cpu = time.perf_counter() - first[0], cpu_seconds(pid) - first[1]
         counted = seen - first[2]
-        stages = {
-            stage: total * 1000 / count for stage, (total, count) in stage_seconds(port).items()
-        }
+        stages = {stage: total * 1000 / seen for stage, (total, _) in stage_seconds(port).items()}
         return Alone(seen, counted / seconds, cpu * 1000 / max(1, counted), stages)
     finally:
         verdicts.close()
