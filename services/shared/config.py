@@ -44,7 +44,9 @@ class KafkaSettings(BaseSettings):
     max_poll_interval_ms: int = Field(default=10_000, ge=1_000)
     session_timeout_ms: int = Field(default=10_000, ge=1_000)
     heartbeat_interval_ms: int = Field(default=1_000, ge=100)
-    # Sets the latency of each hop: the broker answers a fetch after at most this long.
+    # How long the broker may hold a fetch that finds nothing. A consumer busy with a record gets
+    # the next one only when its fetch in flight returns, so this is latency on every hop; kept
+    # short at the price of idle polling (docs/operations.md has both measured).
     fetch_max_wait_ms: int = Field(default=10, ge=0)
     request_timeout_ms: int = Field(default=30_000, ge=1_000)
     # Offsets are committed at most this often (and always before partitions go and at a clean
