@@ -15,8 +15,7 @@ import itertools
 
 import numpy as np
 
-from services.ingest import trimming
-from services.ingest.trimming import peeled_box
+from services.ingest.trimming import grey, peeled_box
 
 GRIDS = (2, 3)
 _WINDOW = 0.02  # a seam may sit this far (share of the side) from the grid's line
@@ -29,15 +28,15 @@ _MIN_TILE = 48  # px: smaller tiles hold too little for a hash
 def collage_tiles(pixels: np.ndarray, shade: np.ndarray | None = None) -> list[np.ndarray]:
     """The tiles of the finest 2x2 or 3x3 grid the image shows seams for; none if it shows none.
 
-    ``shade``: the image's grey (``trimming.grey``), if the caller has it already.
+    ``shade``: the image's :func:`~services.ingest.trimming.grey`, if the caller has it already.
     """
-    grey = trimming.grey(pixels) if shade is None else shade
-    usual = float(np.median(np.abs(grey[2::3, ::3] - grey[:-2:3, ::3]))) + 1.0  # a sample
+    shade = grey(pixels) if shade is None else shade
+    usual = float(np.median(np.abs(shade[2::3, ::3] - shade[:-2:3, ::3]))) + 1.0  # a sample
     for grid in sorted(GRIDS, reverse=True):
-        rows = _seams(grey, grid, usual)
-        columns = _seams(grey.T, grid, usual) if rows is not None else None
+        rows = _seams(shade, grid, usual)
+        columns = _seams(shade.T, grid, usual) if rows is not None else None
         if rows is not None and columns is not None:
-            return _cut(pixels, grey, [0, *rows, grey.shape[0]], [0, *columns, grey.shape[1]])
+            return _cut(pixels, shade, [0, *rows, shade.shape[0]], [0, *columns, shade.shape[1]])
     return []
 
 
