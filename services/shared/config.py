@@ -47,8 +47,8 @@ class KafkaSettings(BaseSettings):
     # How long the broker may hold a fetch that finds nothing. Apache Kafka answers a held fetch
     # as soon as a record arrives, so there it only sets how often an idle consumer asks (deploy/
     # sets Kafka's own 500); the embedded broker answers it late, a median quarter of the wait,
-    # so on it this is latency on every hop. Short, at the price of idle polling (both measured
-    # in docs/operations.md).
+    # so on it this is latency on every hop. Short, at the price of idle polling
+    # (docs/operations.md: what was measured, and on which broker).
     fetch_max_wait_ms: int = Field(default=10, ge=0)
     request_timeout_ms: int = Field(default=30_000, ge=1_000)
     # Offsets are committed at most this often (and always before partitions go and at a clean
