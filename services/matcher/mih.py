@@ -15,9 +15,10 @@ chunks within 2 bits and 4 within 1, 30% fewer candidates than probing all 12 wi
 
 Tables are CSR arrays (offsets per chunk value, rows sorted by value, each row number in 3 bytes
 while there are fewer than 16.7 million codes), built once and then only read, so they can be
-saved as .npy files and memory-mapped back. Queries run in small groups because the candidate
-arrays of a few queries fit in the CPU cache. Below a quarter of a million
-hashes the tables (96 MB of offsets) do not pay: a FAISS brute-force scan is used instead.
+saved as .npy files and memory-mapped back. The probing and comparing is compiled (``_mih.c``):
+each candidate is a 32-byte read at random from the codes, and the C loop overlaps those reads,
+which numpy, one indexing pass at a time, could not. Below a quarter of a million hashes the
+tables (96 MB of offsets) do not pay: a FAISS brute-force scan is used instead.
 """
 
 from __future__ import annotations
@@ -29,11 +30,12 @@ from collections.abc import Callable, Iterator
 import faiss
 import numpy as np
 
+from services.matcher import _mih
+
 CHUNKS = 12
 CHUNK_BITS = 21
 MAX_RADIUS = CHUNKS * 3 - 1  # 35: some chunk is then within 2 bits
 _FLIPS = 2
-_GROUP = 8  # queries searched together: their candidates stay in cache
 FLAT_BELOW = 1 << 18
 
 
@@ -74,9 +76,10 @@ class MultiIndexHash:
     """An immutable, exact radius index over ``codes`` (row numbers are positions in ``codes``)."""
 
     def __init__(self, codes: np.ndarray, offsets: list[np.ndarray], rows: list[np.ndarray]):
-        self.codes = codes
-        self.offsets = offsets
-        self.rows = rows
+        # The compiled search reads these in place: C order, no copies.
+        self.codes = np.ascontiguousarray(codes)
+        self.offsets = [np.ascontiguousarray(table) for table in offsets]
+        self.rows = [np.ascontiguousarray(table) for table in rows]
         self._flat: faiss.IndexBinaryFlat | None = None
         if not offsets:  # small: scan everything
             self._flat = faiss.IndexBinaryFlat(256)
@@ -101,14 +104,21 @@ class MultiIndexHash:
             raise ValueError(f"radius must be 0..{MAX_RADIUS}")
         if self._flat is not None:
             return self._scan(queries, radius)
-        found = [
-            self._search_group(queries[start : start + _GROUP], radius, start)
-            for start in range(0, len(queries), _GROUP)
-        ]
-        if not found or len(self.codes) == 0:
+        if len(self.codes) == 0 or len(queries) == 0:
             empty = np.empty(0, dtype=np.int64)
             return empty, empty, empty
-        query, row, distance = (np.concatenate(parts) for parts in zip(*found, strict=True))
+        queries = np.ascontiguousarray(queries, dtype=np.uint64)
+        found = _mih.search(
+            self.codes,
+            self.offsets,
+            self.rows,
+            self.rows[0].shape[1],
+            probe_masks(radius),
+            chunk_values(queries),
+            queries,
+            radius,
+        )
+        query, row, distance = np.frombuffer(found, dtype=np.int64).reshape(-1, 3).T
         # A code near in several chunks is a candidate several times: report it once.
         unique = np.unique(np.stack([query, row]), axis=1, return_index=True)[1]
         return query[unique], row[unique], distance[unique]
@@ -124,35 +134,6 @@ class MultiIndexHash:
         )
         query = np.repeat(np.arange(len(queries)), np.diff(limits).astype(np.int64))
         return query, rows.astype(np.int64), distances.astype(np.int64)
-
-    def _search_group(
-        self, queries: np.ndarray, radius: int, first: int
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        values = chunk_values(queries)
-        candidate_query, candidate_row = [], []
-        for chunk, masks in enumerate(probe_masks(radius)):
-            if not len(masks):
-                continue
-            probes = values[:, chunk][:, None] ^ masks[None, :]
-            starts = self.offsets[chunk][probes].ravel().astype(np.int64)
-            lengths = self.offsets[chunk][probes + 1].ravel().astype(np.int64) - starts
-            total = int(lengths.sum())
-            if not total:
-                continue
-            ends = np.cumsum(lengths)
-            positions = np.arange(total) + np.repeat(starts - (ends - lengths), lengths)
-            candidate_row.append(_unpacked(self.rows[chunk][positions]))
-            candidate_query.append(np.repeat(np.arange(probes.size) // probes.shape[1], lengths))
-        if not candidate_row:
-            empty = np.empty(0, dtype=np.int64)
-            return empty, empty, empty
-        query = np.concatenate(candidate_query)
-        row = np.concatenate(candidate_row).astype(np.int64)
-        differing = np.bitwise_xor(self.codes[row], queries[query])
-        bits = np.bitwise_count(differing)
-        distance = bits[:, 0].astype(np.int64) + bits[:, 1] + bits[:, 2] + bits[:, 3]
-        near = distance <= radius
-        return query[near] + first, row[near], distance[near]
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The arrays to save, by file name."""
@@ -187,11 +168,3 @@ def _packed(rows: np.ndarray, count: int) -> np.ndarray:
     """Row numbers as little-endian bytes, 3 per row below 2**24 rows (else 4): N x width uint8."""
     width = 3 if count < 1 << 24 else 4
     return np.ascontiguousarray(rows.astype("<u4").view(np.uint8).reshape(-1, 4)[:, :width])
-
-
-def _unpacked(packed: np.ndarray) -> np.ndarray:
-    """Row numbers back from :func:`_packed` bytes."""
-    rows = packed[:, 0].astype(np.int64)
-    for byte in range(1, packed.shape[1]):
-        rows |= packed[:, byte].astype(np.int64) << (8 * byte)
-    return rows

@@ -53,6 +53,31 @@ def test_pdq_search_is_exact_at_every_radius(rng, monkeypatch, flat_below):
         assert set(zip(query.tolist(), row.tolist(), distance.tolist(), strict=True)) == expected
 
 
+def test_row_numbers_four_bytes_wide_find_the_same(rng, monkeypatch):
+    # Past 16.7 million codes a row number takes 4 bytes; a few thousand, repacked, stand in.
+    monkeypatch.setattr(mih, "FLAT_BELOW", 16)
+    codes = rng.integers(0, 2**63, (3000, 4), dtype=np.uint64)
+    narrow = MultiIndexHash.build(codes)
+    widened = [
+        mih._packed(np.pad(rows, ((0, 0), (0, 1))).view("<u4").ravel(), 1 << 24)
+        for rows in narrow.rows
+    ]
+    assert widened[0].shape[1] == 4
+    wide = MultiIndexHash(codes, narrow.offsets, widened)
+    queries = codes[:50].copy()  # the first 25 exact, the others 1 bit off in each word
+    queries[25:] ^= np.uint64(1) << rng.integers(0, 64, (25, 4), dtype=np.uint64)
+    for radius in (0, 12, 31):
+        expected = [part.tolist() for part in narrow.search(queries, radius)]
+        assert [part.tolist() for part in wide.search(queries, radius)] == expected
+        assert len(expected[0]) >= 1
+
+
+def test_no_queries_find_nothing(monkeypatch, rng):
+    monkeypatch.setattr(mih, "FLAT_BELOW", 16)
+    index = MultiIndexHash.build(rng.integers(0, 2**63, (100, 4), dtype=np.uint64))
+    assert all(len(part) == 0 for part in index.search(np.empty((0, 4), np.uint64), 31))
+
+
 @pytest.mark.parametrize("radius", [0, 5, 12, 13, 24, 31, 35])
 def test_differences_spread_as_evenly_as_possible_over_the_chunks_are_found(
     rng, monkeypatch, radius
