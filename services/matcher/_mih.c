@@ -3,8 +3,8 @@
  * For each query: every probed chunk value's rows are collected from the CSR tables, then each
  * candidate's 256-bit code is compared with the query's. At 10 million codes that is about 10,000
  * candidates per query, each a 32-byte read at random from a 320 MB array: numpy spent ~70 ns a
- * candidate on the gather alone, one indexing pass at a time. Here the reads of candidates a few
- * places ahead are requested while the current one is compared, so their cache misses overlap.
+ * candidate on the gather alone, one indexing pass at a time. Here the code of the candidate
+ * AHEAD places on is requested while the current one is compared, so the cache misses overlap.
  *
  * search(codes, offsets, rows, width, masks, values, queries, radius) -> bytes
  *   codes:   N x 4 uint64 (C order)          offsets: 12 buffers of uint32 (2**21 + 1 each)
@@ -18,7 +18,6 @@
 #include <Python.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 
 #define CHUNKS 12
 #define AHEAD 32 /* candidates read ahead of the one compared */
@@ -97,6 +96,7 @@ static int scan(const uint64_t *codes, size_t count, Buffers *offsets, Buffers *
             const uint32_t *offset = offsets->view[chunk].buf;
             size_t values_in_table = offsets->view[chunk].len / sizeof(uint32_t) - 1;
             const uint8_t *row_bytes = rows->view[chunk].buf;
+            size_t rows_in_table = rows->view[chunk].len / width;
             const uint32_t *flips = masks->view[chunk].buf;
             size_t probes = masks->view[chunk].len / sizeof(uint32_t);
             uint32_t value = values[query * CHUNKS + chunk];
@@ -104,6 +104,7 @@ static int scan(const uint64_t *codes, size_t count, Buffers *offsets, Buffers *
                 uint32_t probed = value ^ flips[probe];
                 if (probed >= values_in_table) continue;
                 uint32_t start = offset[probed], end = offset[probed + 1];
+                if (start >= end || end > rows_in_table) continue; /* empty, or a damaged table */
                 if (grow(&candidates, candidates.length + (end - start)) < 0) goto failed;
                 const uint8_t *packed = row_bytes + (size_t)start * width;
                 int64_t *into = candidates.items + candidates.length;
