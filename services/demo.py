@@ -172,11 +172,42 @@ def run_demo(out: Callable[[str], None] = print) -> int:
             verdicts, actions = _collect(reader, topics, set(sent))
             reader.close()
         _print_table(out, uploads, sent, verdicts, actions, entries)
-        missing = set(sent) - set(verdicts)
-        if missing:
-            out(f"{len(missing)} uploads got no verdict; service logs were in {folder}")
+        problems = _shortfall(sent, verdicts, actions)
+        for problem in problems:
+            out(problem)
+        if problems:
+            _print_log_tails(out, root)
             return 1
         return 0
+
+
+def _shortfall(
+    sent: dict[str, DemoUpload], verdicts: dict[str, VerdictIssued], actions: list[ActionDecided]
+) -> list[str]:
+    """What the pipeline left undone: uploads without a verdict, matches without an action."""
+    problems = []
+    missing = set(sent) - set(verdicts)
+    if missing:
+        problems.append(f"{len(missing)} uploads got no verdict")
+    unacted = _unacted(verdicts, actions)
+    if unacted:
+        problems.append(f"{len(unacted)} match verdicts got no action")
+    return problems
+
+
+def _unacted(verdicts: dict[str, VerdictIssued], actions: list[ActionDecided]) -> set[str]:
+    """Content ids with a match verdict and no action yet (no bank of the demo vetoes one)."""
+    acted = {action.content_id for action in actions}
+    matched = {v.content_id for v in verdicts.values() if v.verdict == "match"}
+    return matched - acted
+
+
+def _print_log_tails(out: Callable[[str], None], root: Path, lines: int = 15) -> None:
+    """The end of each service's log (ids and outcomes, never media), before the folder goes."""
+    for log in sorted(root.glob("*.log")):
+        out(f"--- last lines of {log.name}")
+        for line in log.read_text(errors="replace").splitlines()[-lines:]:
+            out(line)
 
 
 def _register(
@@ -219,8 +250,9 @@ def _collect(
                 verdicts[event.data.upload_id] = event.data
             elif isinstance(event.data, ActionDecided):
                 actions.append(event.data)
-        if settle_until is None and upload_ids <= set(verdicts):
-            settle_until = time.monotonic() + 2.0  # let the last actions arrive
+        # Every verdict in and every match acted on; a moment more for any second action.
+        if settle_until is None and upload_ids <= set(verdicts) and not _unacted(verdicts, actions):
+            settle_until = time.monotonic() + 0.5
     return verdicts, actions
 
 
