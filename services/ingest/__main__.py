@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 from services.ingest.fetching import MediaFetcher
 from services.ingest.handler import IngestProcessor
@@ -35,6 +36,8 @@ def main() -> int:
         settings.max_faces if settings.faces else 0,
     )
     video = VideoIngest(settings.video, metrics) if settings.video.enabled else None
+    # Embeddings, keypoints and faces of a lone upload, while the main thread computes PDQ.
+    beside = ThreadPoolExecutor(1, "signals") if settings.overlap_signals else None
     processor = IngestProcessor(
         settings.topics,
         MediaFetcher(settings.media),
@@ -43,6 +46,7 @@ def main() -> int:
         models,
         video,
         faces_wanted=lambda: banks.lowest_face_threshold() is not None,
+        beside=beside,
     )
     code = run_service(
         service="ingest",

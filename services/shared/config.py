@@ -281,6 +281,11 @@ class IngestSettings(ServiceSettings):
     max_faces: int = Field(
         default=5, ge=1, le=16, description="Faces embedded per upload: the largest ones."
     )
+    overlap_signals: bool = Field(
+        default=True,
+        description="Scan a lone upload on two threads (lower latency, a few % more CPU); "
+        "off where a replica is limited to one core.",
+    )
     video: VideoSettings = Field(default_factory=VideoSettings, validate_default=True)
     policies: PolicySettings = Field(default_factory=PolicySettings)
 

@@ -1,5 +1,7 @@
 import io
 import pickle
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -59,6 +61,47 @@ def test_upload_signals_cover_rotations_flips_and_content_views(embedder):
     assert signals.keypoints is not None and len(signals.keypoints) > 100
     plain = image_signals(pixels(photo("coffee.png")), SignalModels())
     assert len(plain.pdq) == 8 and plain.embeddings.size == 0 and plain.keypoints is None
+
+
+def test_a_scan_on_two_threads_gives_the_signals_of_a_scan_on_one(embedder):
+    from services.bench.hard_edits import collage
+
+    threads = []
+
+    class NotingThreads(KeypointExtractor):
+        def extract(self, pixels):
+            threads.append(threading.current_thread().name)
+            return super().extract(pixels)
+
+    models = SignalModels(embedder, NotingThreads())
+    framed = pixels(ImageOps.expand(photo("coffee.png"), border=80, fill=(0, 0, 0)))
+    others = [photo("coffee.png"), photo("astronaut.png")]
+    tiled = pixels(collage(2, 3, others)(photo("chelsea.png")))
+    scanned = []
+    with ThreadPoolExecutor(1, "beside") as beside:
+        for image in (framed, tiled):
+            alone = image_signals(image, models)
+            scanned.append(alone)
+            overlapped = image_signals(image, models, beside=beside)
+            assert overlapped.pdq == alone.pdq and overlapped.tiles == alone.tiles
+            assert np.array_equal(overlapped.embeddings, alone.embeddings)
+            for mine, theirs in zip(
+                (overlapped.keypoints.positions, overlapped.keypoints.descriptors),
+                (alone.keypoints.positions, alone.keypoints.descriptors),
+                strict=True,
+            ):
+                assert np.array_equal(mine, theirs)
+    assert [name.split("_")[0] for name in threads] == ["MainThread", "beside"] * 2
+    assert len(scanned[0].pdq) > 8 and scanned[1].tiles == 4  # a content view, a collage
+
+
+def test_a_failure_on_the_second_thread_is_the_scans_failure():
+    class Broken:
+        def embed_many(self, views):
+            raise ValueError("model fell over")
+
+    with ThreadPoolExecutor(1) as beside, pytest.raises(ValueError, match="model fell over"):
+        image_signals(pixels(photo("coffee.png")), SignalModels(Broken()), beside=beside)
 
 
 def test_registration_signals_include_crops_an_embedding_and_keypoints(embedder):
