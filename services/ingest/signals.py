@@ -123,6 +123,7 @@ def image_signals(
     learned = (beside.submit if beside else _now)(
         _learned_and_faces, [*views, *cut], pixels, models, timings
     )
+    clock.restart()  # without ``beside`` the learned signals were computed just now
     try:
         whole = pdq_dihedral(pixels)
         hashes = list(whole.dihedral)
@@ -236,6 +237,9 @@ def _crop(pixels: np.ndarray, keep_width: float, keep_height: float, anchor: str
 class _Clock:
     def __init__(self, timings: dict[str, float] | None) -> None:
         self._timings = timings
+        self._last = time.perf_counter()
+
+    def restart(self) -> None:
         self._last = time.perf_counter()
 
     def lap(self, step: str) -> None:
