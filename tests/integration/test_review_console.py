@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 from PIL import Image
 from playwright.sync_api import Browser, Page, expect, sync_playwright
@@ -260,7 +260,7 @@ def test_two_reviewers_pressing_next_at_once_never_get_the_same_item(eraser, con
 
 def register_with_a_case(console: Console, bank: str, name: str) -> tuple[str, str, str]:
     """Register a photo through the admin API; (entry id, case number, PIN)."""
-    answer = httpx.post(
+    answer = httpx2.post(
         f"{console.url}/banks/{bank}/images",
         params={"reason": "request 17"},
         content=photo_bytes(name),
